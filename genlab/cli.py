@@ -1,0 +1,67 @@
+"""The `genlab` command: picks the subcommand and hands the rest of argv to its Hydra app.
+
+Kept free of torch and Hydra imports so that `genlab --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+SUBCOMMANDS = {
+    "train": ("genlab.train", "train a model (Hydra overrides; -m for a sweep)"),
+    "sample": ("genlab.sample", "write a PNG grid of samples from a checkpoint"),
+}
+
+USAGE = """usage: genlab <command> [hydra overrides and flags]
+
+commands:
+{commands}
+
+examples:
+  genlab train model=vae beta=4
+  genlab train -m beta=1,2,4,8
+  genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
+  genlab train --help            Hydra's help for a command: config groups and keys
+  genlab train --cfg job         print the composed config
+  eval "$(genlab -sc install=bash)"   shell completion for commands and overrides
+"""
+
+
+def _usage() -> str:
+    return USAGE.format(commands="\n".join(f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items()))
+
+
+def _complete(args: list[str]) -> None:
+    """Bash completion: subcommands for the first word, then the subcommand's Hydra completion."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if args and args[0].startswith("query") and (len(words) < 2 or (len(words) == 2 and not line.endswith(" "))):
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in SUBCOMMANDS if name.startswith(prefix)))
+        return
+    command = words[1] if args and args[0].startswith("query") else "train"
+    if command not in SUBCOMMANDS:
+        return
+    if args and args[0].startswith("query"):
+        os.environ["COMP_LINE"] = line.replace(f" {command}", "", 1)  # Hydra strips the program name
+    sys.argv = [sys.argv[0], "-sc", *args]
+    importlib.import_module(SUBCOMMANDS[command][0])._app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    if args[0] in ("-sc", "--shell-completion"):
+        _complete(args[1:])
+        return
+    if args[0] not in SUBCOMMANDS:
+        sys.exit(f"genlab: error: unknown command {args[0]!r}: choose one of {', '.join(SUBCOMMANDS)} (see genlab --help)")
+    importlib.import_module(SUBCOMMANDS[args[0]][0]).run(args[1:])
+
+
+if __name__ == "__main__":
+    main()

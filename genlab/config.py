@@ -1,0 +1,113 @@
+"""Checking a composed config before any work: one-line errors that name the key, value and fix.
+
+`check_overrides` composes the run(s) a command line asks for with Hydra's compose API (every job
+of a sweep), so an unknown key, an unknown group option or a bad value stops the command before
+Hydra creates a run directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(Exception):
+    """A bad config value; the message is one line that names the key, the value and the fix."""
+
+
+def config_dir() -> str:
+    """configs/ inside the installed package, or the repository's top-level configs/."""
+    packaged = Path(__file__).parent / "configs"
+    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "configs")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(cfg: DictConfig, key: str, kind: str, *, low=None, high=None, choices=None, low_open=False):
+    value = OmegaConf.select(cfg, key, throw_on_missing=False)
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(map(str, choices))}")
+        return value
+    wanted = "an integer" if kind == "int" else "a number"
+    ok_type = isinstance(value, int) and not isinstance(value, bool) if kind == "int" else _is_number(value)
+    bound = " ".join(filter(None, [
+        f"{'>' if low_open else '>='} {low}" if low is not None else "",
+        "and" if low is not None and high is not None else "",
+        f"<= {high}" if high is not None else "",
+    ]))
+    if not ok_type or (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
+        raise ConfigError(f"{key}={value!r} is not allowed: expected {wanted}{' ' + bound if bound else ''}")
+    return value
+
+
+def validate_train(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first bad value of a composed `train` config."""
+    _require(cfg, "seed", "int", low=0)
+    _require(cfg, "beta", "number", low=0)
+    _require(cfg, "noise_dim", "int", low=1)
+    for key in ("max_steps", "batch_size", "log_every", "sample_every", "ckpt_every", "grid_size"):
+        _require(cfg, f"trainer.{key}", "int", low=1)
+    _require(cfg, "model.width", "int", low=1)
+    _require(cfg, "model.lr", "number", low=0, low_open=True)
+    if cfg.model.name == "vae":
+        _require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
+        _require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
+    _require(cfg, "optimizer.lr", "number", low=0, low_open=True)
+    _require(cfg, "optimizer.weight_decay", "number", low=0)
+    if "betas" in cfg.optimizer:
+        betas = cfg.optimizer.betas
+        if not OmegaConf.is_list(betas) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+            raise ConfigError(f"optimizer.betas={OmegaConf.to_container(betas) if OmegaConf.is_list(betas) else betas!r} is not allowed: expected two numbers in [0, 1), e.g. [0.9,0.999]")
+    if "momentum" in cfg.optimizer:
+        _require(cfg, "optimizer.momentum", "number", low=0, high=1)
+    device = cfg.hardware.device
+    if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
+        raise ConfigError(f"hardware.device={device!r} is not allowed: choose auto, cpu, cuda or cuda:N")
+    _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
+    if cfg.hardware.threads is not None:
+        _require(cfg, "hardware.threads", "int", low=1)
+    size = _require(cfg, "dataset.image_size", "int", low=1)
+    if cfg.dataset.name == "shapes" and size not in (8, 16, 32, 64):
+        raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's composition errors, cut down to one line with the fix."""
+    from hydra.errors import MissingConfigException
+
+    text = str(error)
+    if isinstance(error, MissingConfigException) and error.options:
+        group = error.missing_cfg_file.rsplit("/", 1)[0] if error.missing_cfg_file else "?"
+        wanted = re.search(r"Could not find '([^']+)'", text)
+        name = wanted.group(1) if wanted else error.missing_cfg_file
+        return f"{name.replace('/', '=', 1)} is not an option: choose {group}= one of {', '.join(error.options)}"
+    cause = error.__cause__
+    if "is not in struct" in text or (cause is not None and "not in struct" in str(cause)):
+        key = re.search(r"override '([^']+)'", text)
+        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab train --cfg job` for every key)"
+    return " ".join(text.split())
+
+
+def compose_jobs(config_name: str, overrides: list[str], multirun: bool) -> list[DictConfig]:
+    """Compose the config of every job the command line asks for; raise ConfigError on a bad one."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        if multirun:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            jobs = [job for chunk in BasicSweeper.split_arguments(parsed, None) for job in chunk]
+        else:
+            jobs = [overrides]
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return [compose(config_name, overrides=list(job)) for job in jobs]
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_one_line(e)) from None

@@ -1,0 +1,77 @@
+"""Convolutional blocks sized from the image shape, shared by every model.
+
+A stack of 4×4, stride-2 convolutions halves the image until it is 4 px (or odd, e.g. 28 → 14 → 7),
+with `width·2^i` channels at layer i (capped at 8·width); the decoder mirrors it with transposed
+convolutions (Radford et al. 2016, DCGAN). Supported sizes are those that halve at least twice:
+multiples of 4 from 8 px up (28, 32 and 64 included).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def feature_sizes(image_size: int) -> list[int]:
+    """Spatial sizes after each downsampling: 64 → [32, 16, 8, 4], 28 → [14, 7]."""
+    sizes = []
+    while image_size % 2 == 0 and image_size > 4:
+        image_size //= 2
+        sizes.append(image_size)
+    return sizes
+
+
+def check_image_size(image_size: int) -> None:
+    if image_size < 8 or image_size % 4:
+        raise ValueError(f"image size {image_size} px is not supported: use a multiple of 4, at least 8 (e.g. 28, 32, 64)")
+
+
+def _widths(image_size: int, width: int) -> list[int]:
+    return [width * min(2**i, 8) for i in range(len(feature_sizes(image_size)))]
+
+
+class ConvEncoder(nn.Module):
+    """image (N, C, S, S) → features (N, out_features)."""
+
+    def __init__(self, image_shape, width: int, out_features: int, *, norm: bool = False, slope: float = 0.0):
+        super().__init__()
+        channels, size = image_shape[0], image_shape[-1]
+        check_image_size(size)
+        layers, in_ch = [], channels
+        for i, out_ch in enumerate(_widths(size, width)):
+            layers.append(nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=not (norm and i > 0)))
+            if norm and i > 0:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.LeakyReLU(slope) if slope else nn.ReLU())
+            in_ch = out_ch
+        self.convs = nn.Sequential(*layers)
+        self.flat_features = in_ch * feature_sizes(size)[-1] ** 2
+        self.head = nn.Linear(self.flat_features, out_features)
+
+    def features(self, x):
+        return self.convs(x).flatten(1)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class ConvDecoder(nn.Module):
+    """vector (N, in_features) → image logits (N, C, S, S)."""
+
+    def __init__(self, image_shape, width: int, in_features: int, *, norm: bool = False):
+        super().__init__()
+        channels, size = image_shape[0], image_shape[-1]
+        check_image_size(size)
+        widths = _widths(size, width)[::-1]
+        self.start = (widths[0], feature_sizes(size)[-1])
+        self.head = nn.Linear(in_features, widths[0] * self.start[1] ** 2)
+        layers = [nn.BatchNorm2d(widths[0]) if norm else nn.Identity(), nn.ReLU()]
+        for i, (in_ch, out_ch) in enumerate(zip(widths, widths[1:] + [channels])):
+            last = i == len(widths) - 1
+            layers.append(nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=last or not norm))
+            if not last:
+                layers += [nn.BatchNorm2d(out_ch) if norm else nn.Identity(), nn.ReLU()]
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z):
+        ch, size = self.start
+        return self.deconvs(self.head(z).view(-1, ch, size, size))

@@ -1,0 +1,111 @@
+"""β-VAE: convolutional encoder q(z|x) = N(μ, diag σ²), decoder p(x|z), prior p(z) = N(0, I).
+
+Kingma & Welling 2014 ("Auto-Encoding Variational Bayes"); β weighting from Higgins et al. 2017.
+Per image, in nats (images x in [0, 1], D pixels, latent size d):
+
+    z = μ + σ·ε,  ε ~ N(0, I)                                  (reparameterisation)
+    recon   = −log p(x|z)
+              Bernoulli:  Σ_D BCE(logits, x)  =  Σ_D softplus(l) − x·l
+              Gaussian:   Σ_D ½((x − sigmoid(l))/s)² + log s + ½ log 2π,  s = gaussian_std
+    kl      = KL(q(z|x) ‖ N(0, I)) = ½ Σ_d (μ² + σ² − 1 − log σ²)      (closed form)
+    loss    = recon + β·kl
+    neg_elbo = recon + kl          (independent of β, so runs with different β compare)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from genlab.data.batches import Batch
+from genlab.models.nets import ConvDecoder, ConvEncoder
+from genlab.models.optim import make_optimizer
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) summed over the last dimension, in nats."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+
+
+class VAE:
+    """A β-VAE with one Adam/AdamW/SGD optimizer over encoder and decoder."""
+
+    def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
+        self.image_shape = tuple(image_shape)
+        self.latent_dim, self.beta = model["latent_dim"], model["beta"]
+        self.likelihood, self.gaussian_std = model["likelihood"], model["gaussian_std"]
+        self.encoder = ConvEncoder(image_shape, model["width"], 2 * self.latent_dim).to(device)
+        self.decoder = ConvDecoder(image_shape, model["width"], self.latent_dim).to(device)
+        params = list(self.encoder.parameters()) + list(self.decoder.parameters())
+        self.optimizer = make_optimizer(params, optimizer)
+        self.device = device
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean image in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
+
+    def recon_nats(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """−log p(x|z) per image, summed over pixels."""
+        if self.likelihood == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        else:
+            s = self.gaussian_std
+            nll = 0.5 * ((x - torch.sigmoid(logits)) / s) ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi)
+        return nll.flatten(1).sum(1)
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        x = batch.images
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = self.recon_nats(self.decoder(z).float(), x)
+        kl = gaussian_kl(mu.float(), logvar.float())
+        loss = (recon + self.beta * kl).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        recon, kl = recon.detach().mean(), kl.detach().mean()
+        return {"recon_nats": recon, "kl_nats": kl, "beta_kl_nats": self.beta * kl,
+                "loss_nats": loss.detach(), "neg_elbo_nats": recon + kl}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        return self.decode(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
+        """Grids to log: name → (images in [0, 1], images per row)."""
+        n = real.shape[0]
+        self.train(False)
+        half = real[: n // 2]
+        pairs = torch.stack([half, self.reconstruct(half)], 1).flatten(0, 1)  # original, recon, …
+        per_row = max(2, 2 * round(n**0.5 / 2))
+        grids = {"samples": (self.sample(n, generator), per_row), "reconstructions": (pairs, per_row)}
+        self.train(True)
+        return grids
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"vae": self.optimizer}
+
+    def train(self, mode: bool) -> None:
+        self.encoder.train(mode)
+        self.decoder.train(mode)
+
+    def state_dict(self) -> dict:
+        return {"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.decoder.load_state_dict(state["decoder"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,67 @@
+"""What a run reports: TensorBoard events in the run directory, and progress on the terminal.
+
+On a terminal a rich progress bar shows step, loss, images/s and ETA; when stdout is not a TTY
+(a log file, a cluster job) the same appears as one plain line every `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+log = logging.getLogger("genlab")
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, start_step: int, max_steps: int, interactive: bool | None = None):
+        self.writer = SummaryWriter(str(run_dir))
+        self.samples_dir = run_dir / "samples"
+        self.max_steps = max_steps
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        self._progress = None
+        if self.interactive:
+            self._progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+            )
+            self._task = self._progress.add_task("train", total=max_steps, completed=start_step, status="")
+            self._progress.start()
+        self._start_time, self._start_step = time.perf_counter(), start_step
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def status(self, step: int, metrics: dict[str, float], img_per_s: float) -> None:
+        """Show the first two metrics and the throughput."""
+        shown = list(metrics.items())[:2]
+        line = " · ".join(f"{name} {value:.3g}" for name, value in shown) + f" · {img_per_s:,.0f} img/s"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, status=line)
+        else:
+            done = step - self._start_step
+            eta_s = (time.perf_counter() - self._start_time) / max(done, 1) * (self.max_steps - step)
+            log.info(f"step {step}/{self.max_steps} · {line} · eta {eta_s:.0f} s")
+
+    def images(self, step: int, grids: dict[str, tuple[torch.Tensor, int]]) -> None:
+        """Each grid goes to TensorBoard and to samples/step_<step>_<name>.png."""
+        self.samples_dir.mkdir(exist_ok=True)
+        for name, (images, per_row) in grids.items():
+            grid = make_grid(images.float().cpu(), nrow=per_row, pad_value=0.5)
+            self.writer.add_image(f"images/{name}", grid, step)
+            save_image(grid, self.samples_dir / f"step_{step:07d}_{name}.png")
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text, 0)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self.writer.close()
