@@ -12,8 +12,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.errors import UserError
 
-class ConfigError(Exception):
+
+class ConfigError(UserError):
     """A bad config value; the message is one line that names the key, the value and the fix."""
 
 

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.config import ConfigError, config_dir
+from genlab.errors import UserError
 
 
 def default_out(ckpt: Path, n: int, seed: int) -> Path:
@@ -73,13 +74,11 @@ def sample(ckpt: str, n: int, seed: int, out: str | None) -> Path:
 def _app(cfg: DictConfig) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
-    from genlab.training.checkpoint import CheckpointError
-
     try:
         path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out)
     except MissingMandatoryValue:
         sys.exit("genlab sample: error: ckpt is required: genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
-    except (ConfigError, CheckpointError) as e:
+    except UserError as e:
         sys.exit(f"genlab sample: error: {e}")
     print(path)
 

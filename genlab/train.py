@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.config import ConfigError, compose_jobs, config_dir, validate_train
+from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
 
@@ -61,7 +62,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    try:
+        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except UserError as e:
+        sys.exit(f"genlab train: error: {e}")
 
 
 def run(args: list[str]) -> None:

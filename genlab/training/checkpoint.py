@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 import genlab
+from genlab.errors import UserError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
