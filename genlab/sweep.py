@@ -34,6 +34,7 @@ same overrides; every other job starts again (see `genlab.train._app`).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -67,8 +68,6 @@ def job_dirname(override_dirname: str) -> str:
     A path separator in a value would nest directories, so it becomes "_"; a name too long for
     the file system is cut and ends in a hash of the full name, so it stays unique.
     """
-    import hashlib
-
     name = (override_dirname or "default").replace("/", "_").replace("\\", "_")
     if name.startswith("."):
         name = "_" + name[1:]
@@ -88,7 +87,7 @@ def dirname_overrides(overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    task = [o for o in parsed if not o.key_or_group.startswith("hydra")]
+    task = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
     exclude_key = "hydra.job.config.override_dirname.exclude_keys"
     if not any(o.is_sweep_override() for o in task) or any(o.key_or_group == exclude_key for o in parsed):
         return []
