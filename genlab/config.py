@@ -54,6 +54,7 @@ def validate_train(cfg: DictConfig) -> None:
     _require(cfg, "noise_dim", "int", low=1)
     for key in ("max_steps", "batch_size", "log_every", "sample_every", "ckpt_every", "grid_size"):
         _require(cfg, f"trainer.{key}", "int", low=1)
+    _require(cfg, "trainer.final_images", "int", low=2)  # a variance over images needs two
     _require(cfg, "model.width", "int", low=1)
     _require(cfg, "model.lr", "number", low=0, low_open=True)
     if cfg.model.name == "vae":

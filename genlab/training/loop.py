@@ -50,8 +50,9 @@ def autocast(device: torch.device, precision: str):
 
 def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, run_dir: Path,
         logger: RunLogger, device: torch.device, precision: str, seed: int, step: int,
-        checkpoint_meta: dict) -> int:
-    """Train from `step` to trainer.max_steps; returns the final step."""
+        checkpoint_meta: dict) -> tuple[int, dict[str, float]]:
+    """Train from `step` to trainer.max_steps; returns the final step and the metric means of the
+    last log window (empty when there was nothing left to train)."""
     real = to_batch(data, torch.linspace(0, data.num_images - 1, trainer.grid_size).long(), device).images
 
     def checkpoint() -> None:
@@ -60,6 +61,7 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, r
         save_checkpoint(state, run_dir / "checkpoints" / "last.pt")
 
     sums: dict[str, torch.Tensor] = {}
+    means: dict[str, float] = {}
     window_steps, window_start = 0, time.perf_counter()
     while step < trainer.max_steps:
         batch = to_batch(data, batches.next_index(), device)
@@ -83,4 +85,4 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, r
             logger.images(step, model.image_grids(real, torch.Generator().manual_seed(seed)))
         if step % trainer.ckpt_every == 0 or final:
             checkpoint()
-    return step
+    return step, means
