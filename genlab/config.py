@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import UserError
-from genlab.training.checkpoint import resume_command
+from genlab.training.checkpoint import refuse_overwrite
 
 
 class ConfigError(UserError):
@@ -80,6 +80,12 @@ def validate_train(cfg: DictConfig) -> None:
     device = cfg.hardware.device
     if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
         raise ConfigError(f"hardware.device={device!r} is not allowed: choose auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        visible = torch.cuda.device_count()
+        if int(device.partition(":")[2] or 0) >= visible:
+            raise ConfigError(f"hardware.device={device} is not available: {visible} CUDA GPUs are visible; use hardware=cpu or hardware=auto")
     _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
         _require(cfg, "hardware.threads", "int", low=1)
@@ -137,7 +143,7 @@ def compose_jobs(config_name: str, overrides: list[str], multirun: bool) -> list
 
 
 def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, fresh: bool) -> None:
-    """Raise ConfigError when Hydra could not create the run (or sweep) directory, or when a fresh
+    """Raise a UserError when Hydra could not create the run (or sweep) directory, or when a fresh
     run would write over a run directory that already holds a checkpoint."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -157,6 +163,5 @@ def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, 
         raise ConfigError(f"{key}={path} cannot be created: {existing} is not a directory; choose another {key}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={path} cannot be written: {existing} is read-only for this user; choose another {key}")
-    last = path / "checkpoints" / "last.pt"
-    if fresh and not multirun and last.exists():
-        raise ConfigError(f"{path} already holds a trained run: continue it with `{resume_command(last)}`, or choose another {key}")
+    if fresh and not multirun:
+        refuse_overwrite(path, f"choose another {key}")

@@ -20,6 +20,8 @@ from genlab.config import ConfigError
 RESUME_KEYS = ("resume", "force_resume")
 FREE = ("trainer.max_steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every",
         "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads")
+ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
+DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
 
 
 def _parse(overrides: list[str]):
@@ -65,9 +67,6 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-ABSENT = "(absent)"
-
-
 def config_changes(saved: dict, current: dict) -> dict[str, tuple]:
     """Every dotted key whose value differs: key → (saved value, current value), ABSENT where a
     config lacks the key."""
@@ -84,7 +83,13 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     """The config changes of continuing checkpoint `state` (from `path`) with the plain config
     `current`; raise ConfigError when one would alter training without force_resume, or when
     trainer.max_steps leaves nothing to do."""
+    from genlab.runtime import device_name
+
     changes = config_changes(state["config"], current)
+    # hardware.device=auto names different devices on different machines.
+    device = device_name(current["hardware"])
+    if state.get("device", device) != device:
+        changes[DEVICE_IN_USE] = (state["device"], device)
     refused = {k: v for k, v in changes.items() if k not in FREE}
     if refused and not current["force_resume"]:
         raise ConfigError(f"resuming {path} would change how it trains: {describe(refused)}; drop those overrides, "
@@ -94,4 +99,3 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
         raise ConfigError(f"{path} is at step {step} and trainer.max_steps={max_steps}: nothing to resume; "
                           f"pass trainer.max_steps=N with N > {step} to train longer")
     return changes
-

@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.config import check_output_dir, compose_jobs, config_dir, only_inspects, validate_train
+from genlab.config import ConfigError, check_output_dir, compose_jobs, config_dir, only_inspects, validate_train
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
@@ -53,7 +53,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     from genlab.models import build_model
     from genlab.resume import check_resume, run_config, stored_overrides
     from genlab.runtime import setup_device
-    from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, resolve, resume_command
+    from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, refuse_overwrite, resolve
     from genlab.training.logging import RunLogger
     from genlab.training.loop import Trainer, fit
 
@@ -66,9 +66,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         resume = load_checkpoint(source)
         changes = check_resume(resume, source, plain)
         newest = (resume["step"], source)
-    elif (checkpoints_dir / "last.pt").exists():
-        raise UserError(f"{run_dir} already holds a trained run: continue it with `{resume_command(checkpoints_dir / 'last.pt')}`, "
-                        "or train into another directory")
+    else:
+        refuse_overwrite(run_dir, "train into another directory")
     device = setup_device(plain["hardware"])
     torch.manual_seed(cfg.seed)
     data = build_dataset(plain["dataset"])
@@ -83,7 +82,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         logger.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
     log.info(f"{cfg.model.name} on {cfg.dataset.name} {data.image_shape}, {data.num_images:,} images, device {device}"
              + (f", from step {start}" if start else ""))
-    meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []),
+    meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []), "device": str(device),
             "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
                      "class_names": list(data.class_names)}}
     checkpoints = RunCheckpoints(checkpoints_dir, trainer.keep_last, newest)
@@ -115,15 +114,13 @@ def _app(cfg: DictConfig) -> None:
 def _prepare(parsed) -> list[str]:
     """Check every job of the command line before Hydra creates a directory; return the overrides
     a resume adds (the stored ones, and the run's own directory)."""
-    from genlab.config import ConfigError
     from genlab.resume import check_resume, continued_overrides, resume_target
+    from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
 
     config_name, overrides = parsed.config_name or "train", list(parsed.overrides)
     target = resume_target(overrides)
     added, resume = [], None
     if target is not None:
-        from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
-
         if parsed.multirun:
             raise ConfigError("resume= continues one run and cannot be combined with -m; resume each run on its own")
         source = resolve(target)

@@ -15,14 +15,15 @@ import pytest
 import torch
 from conftest import TINY, genlab
 
-from genlab.config import ConfigError, compose_jobs
+from genlab.config import ConfigError, compose_jobs, validate_train
 from genlab.errors import UserError
 from genlab.sample import sample
 from genlab.train import train
+from genlab.training.checkpoint import CheckpointError, load_checkpoint
 
 # id → (command line, with {base} for the fixture folder; a fragment of the expected message).
-# Cases that must import torch (loading a checkpoint, the nets' size rule) cost ~3 s of CPU each,
-# so each such check appears once; the cheaper checks before it cover the other commands.
+# A case that must import torch (loading a checkpoint, the nets' size rule) costs ~3 s of CPU, so
+# the table has one per kind of check; test_unusable_checkpoint covers the other files in-process.
 CASES = {
     "unknown model": ("train model=nope", "model=nope is not an option: choose model= one of vae"),
     "unknown dataset": ("train dataset=nope", "dataset=nope is not an option"),
@@ -38,8 +39,6 @@ CASES = {
     "fresh run over a trained run": ("train hydra.run.dir={base}/run", "already holds a trained run: continue it with `genlab train resume={base}/run`"),
     "force_resume without resume": ("train force_resume=true", "force_resume=true needs resume="),
     "sample: unknown key": ("sample ckpt={base}/run mode=traverse", "unknown key 'mode'"),
-    "sample: foreign checkpoint": ("sample ckpt={base}/foreign.pt", "foreign.pt is not a genlab checkpoint"),
-    "sample: newer format": ("sample ckpt={base}/newer.pt", "has checkpoint format 99, newer than this genlab's 1"),
     "sample: code in the pickle": ("sample ckpt={base}/evil.pt", "evil.pt was refused and not loaded: it would call posix.system"),
     "resume: missing checkpoint": ("train resume={base}/nowhere", "checkpoint not found: {base}/nowhere"),
     "resume: empty checkpoint": ("train resume={base}/empty.pt", "empty.pt is empty (0 bytes)"),
@@ -114,3 +113,27 @@ def test_resume_with_nothing_left_to_train(outcomes):
     with pytest.raises(ConfigError, match="is at step 2 and trainer.max_steps=2: nothing to resume; pass trainer.max_steps=N with N > 2"):
         train(compose_jobs("train", [*TINY, "trainer.max_steps=2", f"resume={base}/run"], False)[0], base / "run")
     assert snapshot(base) == outcomes[2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_gpu_requested_where_there_is_none():
+    with pytest.raises(ConfigError, match="hardware.device=cuda is not available: 0 CUDA GPUs are visible; use hardware=cpu"):
+        validate_train(compose_jobs("train", ["hardware=gpu"], False)[0])
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("nowhere.pt", "checkpoint not found: {base}/nowhere.pt"),
+    ("empty.pt", "empty.pt is empty (0 bytes)"),
+    ("truncated.pt", "truncated.pt is truncated or not a genlab checkpoint"),
+    ("foreign.pt", "foreign.pt is not a genlab checkpoint (no format_version)"),
+    ("newer.pt", "has checkpoint format 99, newer than this genlab's 1 (written by genlab 0.1.0): upgrade genlab"),
+    ("evil.pt", "evil.pt was refused and not loaded: it would call posix.system"),
+])
+def test_unusable_checkpoint(outcomes, name, fragment):
+    """What `genlab sample ckpt=…` and `genlab train resume=…` both report for a file (the CLI
+    turns the one-line CheckpointError into `genlab <command>: error: …`, as the table checks)."""
+    base = outcomes[0]
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(base / name)
+    assert "\n" not in str(refused.value) and fragment.format(base=base) in str(refused.value)
+    assert not (base / "PWNED").exists()

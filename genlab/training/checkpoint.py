@@ -48,6 +48,14 @@ def resume_command(ckpt: Path, *overrides: str) -> str:
     return " ".join(["genlab train", shlex.quote(f"resume={target}"), *map(shlex.quote, overrides)])
 
 
+def refuse_overwrite(run_dir: Path, otherwise: str) -> None:
+    """Raise CheckpointError when `run_dir` already holds a run's checkpoint: a fresh run must not
+    write over it."""
+    last = run_dir / "checkpoints" / LAST
+    if last.exists():
+        raise CheckpointError(f"{run_dir} already holds a trained run: continue it with `{resume_command(last)}`, or {otherwise}")
+
+
 def _write_atomically(path: Path, write) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, and rename it over `path`."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -77,8 +85,8 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint file from a checkpoint or run directory path (the run's checkpoints/last.pt)."""
-    path = Path(path)
+    """A checkpoint file (absolute) from a checkpoint or run directory path (its checkpoints/last.pt)."""
+    path = Path(path).absolute()
     if path.is_dir():
         return path / "checkpoints" / LAST if (path / "checkpoints").is_dir() else path / LAST
     return path
@@ -97,11 +105,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = resolve(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (pass a run directory or its checkpoints/last.pt)")
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as f:
+            empty, is_zip = os.fstat(f.fileno()).st_size == 0, zipfile.is_zipfile(f)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    if empty:
         raise CheckpointError(f"{path} is empty (0 bytes): pass another checkpoint, e.g. a checkpoints/step_*.pt of the run")
     # genlab writes torch's zip format only; a legacy pickle is never unpickled, and a file cut
     # short loses the zip's central directory at its end.
-    if not zipfile.is_zipfile(path):
+    if not is_zip:
         raise CheckpointError(f"{path} is truncated or not a genlab checkpoint (not a complete zip archive): pass a checkpoints/last.pt that genlab wrote")
     import torch
 
@@ -148,32 +161,35 @@ class RunCheckpoints:
         return f"newest good checkpoint: {path} (step {step}); resume with: {resume_command(path, *overrides)}"
 
     def save(self, state: dict, step: int) -> None:
-        """Write last.pt (and step_<step>.pt when keeping K > 0). On an OSError (a full disk, a
-        vanished folder) the files already there stay whole, and a one-line CheckpointError says
-        which write failed and where the newest good checkpoint is."""
+        """Write last.pt and, keeping K = keep_last > 0, step_<step>.pt; remove step files beyond
+        the K newest. On an OSError (a full disk, a vanished folder) the files already there stay
+        whole, and a one-line CheckpointError says which write failed and where the newest good
+        checkpoint is."""
         target = self.last
         try:
             save_checkpoint(state, self.last)
             self.newest = (step, self.last)
+            target = self.folder / f"step_{step:07d}.pt"
             if self.keep_last:
-                target = self.folder / f"step_{step:07d}.pt"
-                self._keep(target, step)
+                self._link_or_copy(self.last, target)
+            # Step files newer than this step belong to a continuation that was abandoned (the
+            # run resumed from an older checkpoint), like the TensorBoard events the resume purged.
+            steps = self.steps()
+            kept = sorted(s for s in steps if s <= step)[-self.keep_last:] if self.keep_last else []
+            for old, path in steps.items():
+                if old not in kept:
+                    path.unlink()
         except OSError as e:
             raise CheckpointError(f"could not write {target} ({e.strerror or e}); {self.describe_newest()}") from None
 
-    def _keep(self, target: Path, step: int) -> None:
+    @staticmethod
+    def _link_or_copy(source: Path, target: Path) -> None:
         tmp = target.with_name(f".{target.name}.link.tmp")
         tmp.unlink(missing_ok=True)
         try:
-            os.link(self.last, tmp)
+            os.link(source, tmp)
             os.replace(tmp, target)
         except OSError:  # a file system without hard links: copy instead
             tmp.unlink(missing_ok=True)
-            with open(self.last, "rb") as source:
-                _write_atomically(target, lambda f: shutil.copyfileobj(source, f))
-        # Step files newer than this step belong to a continuation that was abandoned (the run
-        # resumed from an older checkpoint), like the TensorBoard events the resume purged.
-        kept = sorted(s for s in self.steps() if s <= step)[-self.keep_last:]
-        for old, path in self.steps().items():
-            if old not in kept:
-                path.unlink(missing_ok=True)
+            with open(source, "rb") as f:
+                _write_atomically(target, lambda out: shutil.copyfileobj(f, out))

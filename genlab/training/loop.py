@@ -158,14 +158,15 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, c
         window.load_state_dict(resume["window"], device)
         step = resume["step"]
         set_rng_state(resume["rng"])  # last: building the model drew from the same streams
-    resume_hint = ("trainer.on_nonfinite=skip",) if trainer.on_nonfinite == "stop" else ()
+    skip = trainer.on_nonfinite == "skip"
+    resume_hint = () if skip else ("trainer.on_nonfinite=skip",)
 
     def nonfinite(what: str, at_step: int) -> NonFiniteError:
         return NonFiniteError(f"{what} became NaN or Inf at step {at_step}, so the run stopped and saved nothing after it; "
                               f"{checkpoints.describe_newest(*resume_hint)} (or lower the learning rate)")
 
     def check_scalars() -> None:
-        bad_step = window.first_bad_step() if trainer.on_nonfinite == "stop" else None
+        bad_step = None if skip else window.first_bad_step()
         if bad_step is not None:
             raise nonfinite(", ".join(f"train/{name}" for name in window.nonfinite_names()), bad_step)
 
@@ -177,8 +178,7 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, c
             raise nonfinite("the model's weights or optimizer state", step)
         checkpoints.save(state, step)
 
-    hooks = [opt.register_step_pre_hook(_skip_nonfinite_update) for opt in model.optimizers().values()
-             ] if trainer.on_nonfinite == "skip" else []
+    hooks = [opt.register_step_pre_hook(_skip_nonfinite_update) for opt in model.optimizers().values()] if skip else []
     timed_steps, timer_start = 0, time.perf_counter()
     try:
         with StopSignals() as stop:
@@ -196,7 +196,7 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, c
                     means = window.means()
                     img_per_s = timed_steps * trainer.batch_size / (time.perf_counter() - timer_start)
                     scalars = {f"train/{k}": v for k, v in means.items()}
-                    if trainer.on_nonfinite == "skip":
+                    if skip:
                         scalars["train/nonfinite_steps"] = int(window.nonfinite_steps)
                     scalars.update({f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in model.optimizers().items()})
                     scalars["perf/img_per_s"] = img_per_s
