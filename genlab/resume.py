@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genlab.config import ConfigError
+from genlab.training.checkpoint import hydra_value
 
 # The config keys that only say where to continue from; a checkpoint does not store them.
 RESUME_KEYS = ("resume", "force_resume")
@@ -24,16 +25,28 @@ ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
 DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
 
 
-def _parse(overrides: list[str]):
+def _parse(overrides: list[str]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    return OverridesParser.create().parse_overrides(overrides)
+    parser, parsed = OverridesParser.create(), []
+    for override in overrides:  # one at a time, to name the one that fails
+        try:
+            parsed += parser.parse_overrides([override])
+        except OverrideParseException as e:
+            raise ConfigError(f"cannot read {override!r} ({str(e).splitlines()[0]}): quote a value with special "
+                              "characters, e.g. \"resume='outputs/x/beta=4,noise_dim=16'\"") from None
+    return parsed
 
 
 def resume_target(overrides: list[str]) -> str | None:
     """The value of a `resume=` override, if the command line has one."""
-    values = [o.value() for o in _parse(overrides) if o.key_or_group == "resume"]
-    return str(values[-1]) if values and values[-1] is not None else None
+    given = [o for o in _parse(overrides) if o.key_or_group == "resume"]
+    if not given or given[-1].value() is None:
+        return None
+    if given[-1].is_sweep_override():
+        raise ConfigError(f"{given[-1].input_line} reads as a list of values (the path has a comma): quote it, e.g. \"resume='<path>'\"")
+    return str(given[-1].value())
 
 
 def continued_overrides(stored: list[str], new: list[str], run_dir: Path) -> list[str]:
@@ -42,8 +55,7 @@ def continued_overrides(stored: list[str], new: list[str], run_dir: Path) -> lis
     given = {o.key_or_group for o in _parse(new)}
     kept = [o.input_line for o in _parse(stored) if o.key_or_group not in given]
     if "hydra.run.dir" not in given:
-        quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")
-        kept.append(f"hydra.run.dir='{quoted}'")
+        kept.append(f"hydra.run.dir={hydra_value(str(run_dir))}")
     return kept
 
 

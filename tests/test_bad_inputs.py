@@ -45,6 +45,7 @@ CASES = {
     "resume: truncated checkpoint": ("train resume={base}/truncated.pt", "truncated.pt is truncated or not a genlab checkpoint"),
     "resume: config drift": ("train resume={base}/run beta=4 trainer.max_steps=4",
                              "would change how it trains: beta 1.0 → 4, model.beta 1.0 → 4; drop those overrides, or add force_resume=true"),
+    "resume: a path with a comma": ("train resume={base}/a,b", "resume={base}/a,b reads as a list of values (the path has a comma): quote it"),
     "resume: in a sweep": ("train -m resume={base}/run", "resume= continues one run and cannot be combined with -m"),
 }
 

@@ -93,7 +93,7 @@ def test_resume_from_an_older_checkpoint_hides_the_abandoned_steps(tmp_path):
     # Steps 5–6 were logged twice (two events files); TensorBoard shows each once, same values.
     assert logged(run) == before
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "step_0000004.pt", "step_0000006.pt"]
-    assert load_checkpoint(run / "checkpoints" / "step_0000006.pt")["rng"]["torch"].equal(load_checkpoint(run)["rng"]["torch"])
+    assert (run / "checkpoints" / "step_0000006.pt").read_bytes() == (run / "checkpoints" / "last.pt").read_bytes()
     resumes = (run / "resumes.yaml").read_text()
     assert "step: 4" in resumes and "step_0000004.pt" in resumes
 
@@ -127,9 +127,10 @@ def test_a_different_device_behind_hardware_auto_is_drift(tmp_path):
     run = tmp_path / "run"
     train(compose("hardware=auto", "hardware.threads=1"), run)
     state = load_checkpoint(run)
-    assert state["device"] == "cpu"
-    save_checkpoint({**state, "device": "cuda"}, run / "checkpoints" / "last.pt")  # as if trained on a GPU
-    with pytest.raises(ConfigError, match="would change how it trains: device in use cuda → cpu"):
+    here = state["device"]
+    elsewhere = "cuda" if here == "cpu" else "cpu"
+    save_checkpoint({**state, "device": elsewhere}, run / "checkpoints" / "last.pt")  # as if trained on another machine
+    with pytest.raises(ConfigError, match=f"would change how it trains: device in use {elsewhere} → {here}"):
         train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=6", f"resume={run}"), run)
 
 
@@ -191,6 +192,21 @@ def test_checkpoint_write_killed_midway_leaves_the_previous_one(tmp_path):
     assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
     RunCheckpoints(folder, keep_last=0)  # a (resumed) run clears leftovers of killed writes
     assert [p.name for p in folder.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_keep_last_keeps_the_newest_step_files(tmp_path, monkeypatch, hard_links):
+    def unsupported(*args):
+        raise OSError(errno.EPERM, "this file system has no hard links")
+
+    if not hard_links:
+        monkeypatch.setattr(os, "link", unsupported)
+    checkpoints = RunCheckpoints(tmp_path, keep_last=2)
+    for step in range(1, 5):
+        checkpoints.save({"step": step}, step)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_0000003.pt", "step_0000004.pt"]
+    assert load_checkpoint(tmp_path / "step_0000003.pt")["step"] == 3 and load_checkpoint(tmp_path / "last.pt")["step"] == 4
+    assert (tmp_path / "step_0000004.pt").stat().st_nlink == (2 if hard_links else 1)
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

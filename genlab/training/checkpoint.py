@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import secrets
 import shlex
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -42,10 +42,22 @@ def run_dir_of(ckpt: Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
+def hydra_value(text: str) -> str:
+    """`text` as a Hydra override value: quoted when it holds characters the override grammar
+    reads (a sweep job's directory is named like `beta=4,noise_dim=16`). Inside quotes a
+    backslash is literal except before a quote or at the end, where it is doubled."""
+    if re.fullmatch(r"[\w./+@%:-]+", text):
+        return text
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: 2 * m.group(1) + ("\\'" if m.group(2) else ""), text) + "'"
+
+
 def resume_command(ckpt: Path, *overrides: str) -> str:
-    """The command that continues from `ckpt` (a run's last.pt is named by its run directory)."""
+    """The shell command that continues from `ckpt` (a run's last.pt is named by its run directory)."""
     target = run_dir_of(ckpt) if ckpt.name == LAST else ckpt
-    return " ".join(["genlab train", shlex.quote(f"resume={target}"), *map(shlex.quote, overrides)])
+    resume = f"resume={hydra_value(str(target))}"
+    # Hydra's single quotes read best inside the shell's double quotes when nothing expands there.
+    shell = f'"{resume}"' if "'" in resume and not re.search(r'["$`\\!]', resume) else shlex.quote(resume)
+    return " ".join(["genlab train", shell, *map(shlex.quote, overrides)])
 
 
 def refuse_overwrite(run_dir: Path, otherwise: str) -> None:
@@ -58,7 +70,9 @@ def refuse_overwrite(run_dir: Path, otherwise: str) -> None:
 
 def _write_atomically(path: Path, write) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, and rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # Not tempfile.mkstemp: its files are private (0600); a checkpoint gets the umask's permissions.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -66,7 +80,7 @@ def _write_atomically(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
