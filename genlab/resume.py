@@ -7,7 +7,9 @@ A change that can alter the trained weights (model, dataset, optimizer, β, batc
 device, precision, …) is refused with every such key and both of its values, unless
 force_resume=true: the run then continues and records each change (TensorBoard text `resume` at
 the resume step, and resumes.yaml in the run directory). The keys in FREE may change on any resume:
-they set how long the run goes and what it writes, not the weights it computes.
+they set how long the run goes and what it writes, not the weights it computes (a different
+hardware.threads may still change the order of float sums on CPU, so that continuation is close
+to, not bit-identical with, an uninterrupted run). Every change is recorded the same way.
 """
 
 from __future__ import annotations

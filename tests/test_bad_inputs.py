@@ -56,8 +56,8 @@ def snapshot(folder) -> dict:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Run every case once, concurrently: id → (result, its working directory, the base folder
-    before and after all runs)."""
+    """Run every case once, concurrently, each in its own empty working directory; returns the
+    fixture folder, case id → CompletedProcess, and snapshots of the folder before and after."""
     base = tmp_path_factory.mktemp("bad_inputs")
     overrides = [*TINY, "trainer.max_steps=2"]
     train(compose_jobs("train", overrides, False)[0], base / "run", overrides)
