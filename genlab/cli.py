@@ -25,6 +25,7 @@ examples:
   genlab train model=vae beta=4
   genlab train -m beta=1,2,4,8
   genlab summarize outputs/multirun/<date>/<time>
+  genlab train resume=outputs/<date>/<time>   continue a run (Ctrl-C or SIGTERM checkpoints first)
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
   genlab train --help            Hydra's help for a command: config groups and keys
   genlab train --cfg job         print the composed config

@@ -7,12 +7,14 @@ Hydra creates a run directory.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import UserError
+from genlab.training.checkpoint import refuse_overwrite
 
 
 class ConfigError(UserError):
@@ -55,6 +57,14 @@ def validate_train(cfg: DictConfig) -> None:
     for key in ("max_steps", "batch_size", "log_every", "sample_every", "ckpt_every", "grid_size"):
         _require(cfg, f"trainer.{key}", "int", low=1)
     _require(cfg, "trainer.final_images", "int", low=2)  # a variance over images needs two
+    _require(cfg, "trainer.keep_last", "int", low=0)
+    _require(cfg, "trainer.on_nonfinite", "str", choices=("stop", "skip"))
+    if cfg.resume is not None and not (isinstance(cfg.resume, str) and cfg.resume):
+        raise ConfigError(f"resume={cfg.resume!r} is not allowed: pass a run directory or a checkpoint file")
+    if not isinstance(cfg.force_resume, bool):
+        raise ConfigError(f"force_resume={cfg.force_resume!r} is not allowed: expected true or false")
+    if cfg.force_resume and cfg.resume is None:
+        raise ConfigError("force_resume=true needs resume=<run dir or checkpoint>: it accepts config changes when resuming")
     _require(cfg, "model.width", "int", low=1)
     _require(cfg, "model.lr", "number", low=0, low_open=True)
     if cfg.model.name == "vae":
@@ -71,15 +81,32 @@ def validate_train(cfg: DictConfig) -> None:
     device = cfg.hardware.device
     if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
         raise ConfigError(f"hardware.device={device!r} is not allowed: choose auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        visible = torch.cuda.device_count()
+        if int(device.partition(":")[2] or 0) >= visible:
+            raise ConfigError(f"hardware.device={device} is not available: {visible} CUDA GPUs are visible; use hardware=cpu or hardware=auto")
     _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
         _require(cfg, "hardware.threads", "int", low=1)
     size = _require(cfg, "dataset.image_size", "int", low=1)
+    from genlab.models.nets import check_image_size  # imports torch, which a valid run needs next
+
+    try:
+        check_image_size(size)
+    except ValueError as e:
+        raise ConfigError(f"dataset.image_size={size} is not allowed: {e}") from None
     if cfg.dataset.name == "shapes" and size not in (8, 16, 32, 64):
         raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
 
 
-def _one_line(error: Exception) -> str:
+def only_inspects(parsed) -> bool:
+    """Whether Hydra's parsed command line only prints something (help, config, completion)."""
+    return bool(parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info)
+
+
+def _one_line(error: Exception, config_name: str) -> str:
     """Hydra's composition errors, cut down to one line with the fix."""
     from hydra.errors import MissingConfigException
 
@@ -92,7 +119,7 @@ def _one_line(error: Exception) -> str:
     cause = error.__cause__
     if "is not in struct" in text or (cause is not None and "not in struct" in str(cause)):
         key = re.search(r"override '([^']+)'", text)
-        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab train --cfg job` for every key)"
+        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab {config_name} --cfg job` for every key)"
     return " ".join(text.split())
 
 
@@ -113,4 +140,29 @@ def compose_jobs(config_name: str, overrides: list[str], multirun: bool) -> list
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             return [compose(config_name, overrides=list(job)) for job in jobs]
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_one_line(e)) from None
+        raise ConfigError(_one_line(e, config_name)) from None
+
+
+def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, fresh: bool) -> None:
+    """Raise a UserError when Hydra could not create the run (or sweep) directory, or when a fresh
+    run would write over a run directory that already holds a checkpoint."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf.errors import OmegaConfBaseException
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    # The directory does not depend on a sweep's values: compose one job without them.
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        hydra_cfg = compose(config_name, overrides=fixed, return_hydra_config=True).hydra
+    try:
+        path = Path(OmegaConf.select(hydra_cfg, key.removeprefix("hydra.")))
+    except OmegaConfBaseException:  # set from values known only at run time: Hydra reports those
+        return
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {existing} is not a directory; choose another {key}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path} cannot be written: {existing} is read-only for this user; choose another {key}")
+    if fresh and not multirun:
+        refuse_overwrite(path, f"choose another {key}")
