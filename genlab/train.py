@@ -28,7 +28,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     import torch
 
     from genlab.data import build_dataset
-    from genlab.data.batches import ShuffledBatches
+    from genlab.data.batches import Batches, on_device
     from genlab.models import build_model
     from genlab.runtime import setup_device
     from genlab.training.logging import RunLogger
@@ -38,13 +38,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=True)
     device = setup_device(plain["hardware"])
     torch.manual_seed(cfg.seed)
-    data = build_dataset(plain["dataset"])
+    data = on_device(build_dataset(plain["dataset"], cfg.seed), device)
     model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
     trainer = Trainer(**{k: plain["trainer"][k] for k in Trainer.__dataclass_fields__})
-    batches = ShuffledBatches(data.num_images, trainer.batch_size, cfg.seed)
+    batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic")
     logger = RunLogger(run_dir, 0, trainer.max_steps)
     logger.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
-    log.info(f"{cfg.model.name} on {cfg.dataset.name} {data.image_shape}, {data.num_images:,} images, device {device}")
+    dataset = "/".join(filter(None, (cfg.dataset.name, cfg.dataset.get("split"))))
+    log.info(f"{cfg.model.name} on {dataset} {data.image_shape}, {data.num_images:,} images, {data.num_classes} classes, "
+             f"binarize {cfg.dataset.binarize}, device {device}")
     meta = {"config": plain, "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
                                       "class_names": list(data.class_names)}}
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.data.batches import ImageData, ShuffledBatches, to_batch
+from genlab.data.batches import Batches, ImageData, to_batch
 from genlab.training.checkpoint import save_checkpoint
 from genlab.training.logging import RunLogger
 
@@ -48,7 +48,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
-def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, run_dir: Path,
+def fit(model, data: ImageData, batches: Batches, trainer: Trainer, *, run_dir: Path,
         logger: RunLogger, device: torch.device, precision: str, seed: int, step: int,
         checkpoint_meta: dict) -> int:
     """Train from `step` to trainer.max_steps; returns the final step."""
@@ -62,7 +62,7 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, r
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.perf_counter()
     while step < trainer.max_steps:
-        batch = to_batch(data, batches.next_index(), device)
+        batch = next(batches)
         with autocast(device, precision):
             metrics = model.train_step(batch)
         step += 1
