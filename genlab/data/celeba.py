@@ -74,7 +74,6 @@ HOW_TO_GET = ("get img_align_celeba.zip, list_attr_celeba.txt and list_eval_part
 
 @dataclass
 class Layout:
-    folder: Path
     attributes: Path  # list_attr_celeba.txt or .csv
     partition: Path   # list_eval_partition.txt or .csv
     images: Path      # the folder holding NNNNNN.jpg
@@ -105,7 +104,7 @@ def load_celeba(root: str, split: str, download: bool, crop: int, image_size: in
         raise UserError(f"no image of CelebA's {split} split in {layout.partition} (this copy has partition(s) "
                         f"{', '.join(map(str, present))} only): choose another dataset.split")
     files = [names[i] for i in chosen]
-    images = cached_images(layout.images, files, split, crop, image_size, Path(cache_dir).expanduser())
+    images = cached_images(layout.images, files, split, crop, image_size, Path(cache_dir).expanduser().absolute())
     labels, class_names = attribute_classes(bits[chosen], attributes)
     return TensorData(images, labels, class_names)
 
@@ -123,7 +122,7 @@ def find_layout(folder: Path) -> Layout:
                                          ("img_align_celeba/", images.is_dir())) if not found]
     if missing:
         raise UserError(f"CelebA incomplete in {folder}: missing {', '.join(missing)}")
-    return Layout(folder, attributes, partition, images)
+    return Layout(attributes, partition, images)
 
 
 def _first_existing(folder: Path, stem: str) -> Path | None:
@@ -150,10 +149,12 @@ def read_attributes(path: Path, wanted: list[str]) -> tuple[list[str], np.ndarra
     """Image names and the `wanted` attributes as bits (N×k, uint8) from the .txt or .csv attribute file."""
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     csv = path.suffix == ".csv"
+    if not lines:
+        raise UserError(f"{path} is empty; {HOW_TO_GET.format(folder=path.parent)}")
     if csv:
         header, rows, first_row_line = lines[0].split(",")[1:], lines[1:], 2
     else:
-        if not lines or not lines[0].strip().isdigit():
+        if not lines[0].strip().isdigit():
             raise UserError(f"{path} does not start with the image count: not a CelebA attribute file; "
                             f"{HOW_TO_GET.format(folder=path.parent)}")
         if int(lines[0]) != len(lines) - 2:
