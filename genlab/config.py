@@ -90,15 +90,51 @@ def validate_train(cfg: DictConfig) -> None:
     _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
         _require(cfg, "hardware.threads", "int", low=1)
-    size = _require(cfg, "dataset.image_size", "int", low=1)
-    from genlab.models.nets import check_image_size  # imports torch, which a valid run needs next
+    _validate_dataset(cfg)
 
-    try:
-        check_image_size(size)
-    except ValueError as e:
-        raise ConfigError(f"dataset.image_size={size} is not allowed: {e}") from None
-    if cfg.dataset.name == "shapes" and size not in (8, 16, 32, 64):
-        raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
+
+GRAYSCALE_DATASETS = ("mnist", "fashion_mnist")
+SPLITS = {"mnist": ("train", "test"), "fashion_mnist": ("train", "test"), "celeba": ("train", "valid", "test")}
+
+
+def _validate_dataset(cfg: DictConfig) -> None:
+    name = cfg.dataset.name
+    size = _require(cfg, "dataset.image_size", "int", low=1)
+    binarize = _require(cfg, "dataset.binarize", "str", choices=("none", "dynamic", "static"))
+    if binarize != "none" and name not in GRAYSCALE_DATASETS:
+        raise ConfigError(f"dataset.binarize={binarize} is not allowed for {name}: binarization is for the grayscale "
+                          f"datasets ({', '.join(GRAYSCALE_DATASETS)}); use dataset.binarize=none")
+    if name == "shapes":
+        if size not in (8, 16, 32, 64):
+            raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
+        return
+    for key in ("root",) + (("cache_dir",) if name == "celeba" else ()):
+        value = cfg.dataset[key]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"dataset.{key}={value!r} is not allowed: expected a folder path")
+    if not isinstance(cfg.dataset.download, bool):
+        raise ConfigError(f"dataset.download={cfg.dataset.download!r} is not allowed: expected true or false")
+    _require(cfg, "dataset.split", "str", choices=SPLITS[name])
+    largest = 64  # for mnist: more would only upsample the 28 px originals
+    if name == "celeba":
+        from genlab.data.celeba import ATTRIBUTES, NATIVE_WIDTH
+
+        largest = _require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)
+        attributes = cfg.dataset.attributes
+        names = OmegaConf.to_container(attributes) if OmegaConf.is_list(attributes) else attributes
+        # 2^8 = 256 classes already leave most classes with few of CelebA's 162,770 training images.
+        if not isinstance(names, list) or not all(isinstance(a, str) for a in names) or len(set(names)) != len(names) \
+                or len(names) > 8:
+            raise ConfigError(f"dataset.attributes={names!r} is not allowed: expected a list of at most 8 "
+                              "different CelebA attributes, e.g. [Male,Smiling] (2^k classes)")
+        unknown = [a for a in names if a not in ATTRIBUTES]
+        if unknown:
+            raise ConfigError(f"dataset.attributes has {unknown[0]!r}, not a CelebA attribute: choose from "
+                              f"{', '.join(ATTRIBUTES)}")
+    if size < 8 or size % 4 or size > largest:
+        bound = "at most 64" if name in GRAYSCALE_DATASETS else f"at most dataset.crop={largest}"
+        raise ConfigError(f"dataset.image_size={size!r} is not allowed for {name}: expected a multiple of 4, "
+                          f"at least 8 and {bound} (the conv nets halve the image at least twice)")
 
 
 def only_inspects(parsed) -> bool:

@@ -59,7 +59,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     import torch
 
     from genlab.data import build_dataset
-    from genlab.data.batches import ShuffledBatches, to_batch
+    from genlab.data.batches import Batches, on_device, to_batch
     from genlab.models import build_model
     from genlab.resume import check_resume, run_config, stored_overrides
     from genlab.runtime import setup_device
@@ -80,18 +80,19 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         refuse_overwrite(run_dir, "train into another directory")
     device = setup_device(plain["hardware"])
     torch.manual_seed(cfg.seed)
-    data = build_dataset(plain["dataset"])
+    data = on_device(build_dataset(plain["dataset"], cfg.seed), device)
     model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
     trainer = Trainer(**{k: plain["trainer"][k] for k in Trainer.__dataclass_fields__})
-    batches = ShuffledBatches(data.num_images, trainer.batch_size, cfg.seed)
+    batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic")
     start = resume["step"] if resume else 0
     logger = RunLogger(run_dir, start, trainer.max_steps)
     if resume:
         _record_resume(run_dir, logger, start, source, changes, forced=cfg.force_resume)
     else:
         logger.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
-    log.info(f"{cfg.model.name} on {cfg.dataset.name} {data.image_shape}, {data.num_images:,} images, device {device}"
-             + (f", from step {start}" if start else ""))
+    dataset = "/".join(filter(None, (cfg.dataset.name, cfg.dataset.get("split"))))
+    log.info(f"{cfg.model.name} on {dataset} {data.image_shape}, {data.num_images:,} images, {data.num_classes} classes, "
+             f"binarize {cfg.dataset.binarize}, device {device}" + (f", from step {start}" if start else ""))
     meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []), "device": str(device),
             "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
                      "class_names": list(data.class_names)}}

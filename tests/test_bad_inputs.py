@@ -34,7 +34,7 @@ CASES = {
     "out of range": ("train beta=-1", "beta=-1 is not allowed: expected a number >= 0"),
     "unknown choice": ("train trainer.on_nonfinite=ignore", "trainer.on_nonfinite='ignore' is not allowed: choose one of stop, skip"),
     "negative keep_last": ("train trainer.keep_last=-1", "trainer.keep_last=-1 is not allowed: expected an integer >= 0"),
-    "image size the nets cannot take": ("train dataset.image_size=6", "dataset.image_size=6 is not allowed: image size 6 px is not supported"),
+    "image size the nets cannot take": ("train dataset=mnist dataset.image_size=30", "dataset.image_size=30 is not allowed for mnist: expected a multiple of 4"),
     "output dir under a file": ("train hydra.run.dir={base}/a_file/run", "is not a directory; choose another hydra.run.dir"),
     "fresh run over a trained run": ("train hydra.run.dir={base}/run", "already holds a trained run: continue it with `genlab train resume={base}/run`"),
     "force_resume without resume": ("train force_resume=true", "force_resume=true needs resume="),

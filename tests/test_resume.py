@@ -20,7 +20,7 @@ from conftest import REPO, TINY, genlab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genlab.config import ConfigError, compose_jobs
-from genlab.data.batches import ShuffledBatches, TensorData
+from genlab.data.batches import Batches, TensorData
 from genlab.train import train
 from genlab.training.checkpoint import CheckpointError, RunCheckpoints, load_checkpoint, save_checkpoint
 from genlab.training.loop import NonFiniteError, Trainer, fit
@@ -283,7 +283,7 @@ def fit_toy(tmp_path, model, on_nonfinite):
                       keep_last=0, on_nonfinite=on_nonfinite)
     checkpoints = RunCheckpoints(tmp_path / "checkpoints", keep_last=0)
     log = ScalarLog()
-    fit(model, data, ShuffledBatches(16, 4, 0), trainer, checkpoints=checkpoints, logger=log,
+    fit(model, data, Batches(data, 4, 0, torch.device("cpu"), dynamic_binarize=False), trainer, checkpoints=checkpoints, logger=log,
         device=torch.device("cpu"), precision="fp32", seed=0, checkpoint_meta={})
     return log
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genlab.data.batches import ImageData, ShuffledBatches, to_batch
+from genlab.data.batches import Batches, ImageData, to_batch
 from genlab.errors import UserError
 from genlab.training.checkpoint import RunCheckpoints
 from genlab.training.logging import RunLogger
@@ -144,7 +144,7 @@ def _skip_nonfinite_update(optimizer: torch.optim.Optimizer, args, kwargs) -> No
             p.grad = None
 
 
-def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, checkpoints: RunCheckpoints,
+def fit(model, data: ImageData, batches: Batches, trainer: Trainer, *, checkpoints: RunCheckpoints,
         logger: RunLogger, device: torch.device, precision: str, seed: int, checkpoint_meta: dict,
         resume: dict | None = None) -> tuple[int, dict[str, float]]:
     """Train to trainer.max_steps from the start, or from the loaded checkpoint `resume`; returns
@@ -185,7 +185,7 @@ def fit(model, data: ImageData, batches: ShuffledBatches, trainer: Trainer, *, c
     try:
         with StopSignals() as stop:
             while step < trainer.max_steps:
-                batch = to_batch(data, batches.next_index(), device)
+                batch = next(batches)
                 with autocast(device, precision):
                     metrics = model.train_step(batch)
                 step += 1
