@@ -12,3 +12,12 @@ def build_dataset(cfg: dict) -> ImageData:
 
         return Shapes(cfg["image_size"])
     raise ValueError(f"unknown dataset {cfg['name']!r}")
+
+
+def num_classes(cfg: dict) -> int:
+    """The number of classes of the dataset cfg names, without loading it (for config validation)."""
+    if cfg["name"] == "shapes":
+        from genlab.data.shapes import SHAPE_NAMES
+
+        return len(SHAPE_NAMES)
+    raise ValueError(f"unknown dataset {cfg['name']!r}")
