@@ -22,7 +22,10 @@ commands:
 examples:
   genlab train model=vae beta=4
   genlab train -m beta=1,2,4,8
+  genlab train -m model=gan noise_dim=16,64,128
+  genlab train model=cgan model.loss=hinge
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
+  genlab sample ckpt=… mode=interpolate      also: label=K (cgan), mode=traverse (vae)
   genlab train --help            Hydra's help for a command: config groups and keys
   genlab train --cfg job         print the composed config
   eval "$(genlab -sc install=bash)"   shell completion for commands and overrides

@@ -10,6 +10,9 @@ Per image, in nats (images x in [0, 1], D pixels, latent size d):
     kl      = KL(q(z|x) ‖ N(0, I)) = ½ Σ_d (μ² + σ² − 1 − log σ²)      (closed form)
     loss    = recon + β·kl
     neg_elbo = recon + kl          (independent of β, so runs with different β compare)
+
+Latent traversal (the figure of Higgins et al. 2017): row i decodes z with z_i swept over
+[−3, 3] (±3 prior standard deviations) and every other coordinate fixed at one draw from the prior.
 """
 
 from __future__ import annotations
@@ -29,8 +32,13 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
 
 
+TRAVERSAL_RANGE = 3.0  # a traversal sweeps each latent over ±this many prior standard deviations
+
+
 class VAE:
     """A β-VAE with one Adam/AdamW/SGD optimizer over encoder and decoder."""
+
+    conditional = False
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
@@ -75,8 +83,20 @@ class VAE:
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.decode(z)
+        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean images in [0, 1] for latents z (on any device)."""
+        return self.decode(z.to(self.device))
+
+    def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """Latents (latent_dim·steps, latent_dim): row i sweeps z_i over ±TRAVERSAL_RANGE, the rest stay at one z ~ N(0, I)."""
+        d = self.latent_dim
+        z = torch.randn(d, generator=generator).repeat(d, steps, 1)
+        dims = torch.arange(d)
+        z[dims, :, dims] = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, steps)
+        return z.flatten(0, 1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
