@@ -62,6 +62,7 @@ def validate_train(cfg: DictConfig) -> None:
     if cfg.model.name in ("gan", "cgan"):
         _require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
         _require(cfg, "model.d_steps", "int", low=1)
+        _require(cfg, "model.r1_gamma", "number", low=0)
         if _require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
             raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
                               "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")

@@ -19,7 +19,7 @@ from genlab.training.loop import rng_state, set_rng_state
 
 CPU = torch.device("cpu")
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
-SCALARS = {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"}
+SCALARS = {"d_loss", "g_loss", "d_real", "d_fake", "r1_grad_sq", "d_grad_norm", "g_grad_norm"}
 
 
 def composed(*overrides: str):
@@ -88,6 +88,17 @@ def test_one_step_updates_both_networks(name, loss, d_steps):
     if name == "cgan":  # the class gains of G's first BatchNorm and D's projection are trained too
         assert not torch.equal(after["generator"]["net.deconvs.0.gain.weight"], before["generator"]["net.deconvs.0.gain.weight"])
         assert not torch.equal(after["discriminator"]["project.weight"], before["discriminator"]["project.weight"])
+
+
+def test_r1_is_the_squared_input_gradient_of_d_on_real_images():
+    torch.manual_seed(0)
+    model = make("cgan", r1_gamma=10.0)
+    d_before, data = copy.deepcopy(model.discriminator), batch()
+    x = (data.images * 2 - 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d_before(x, data.labels).sum(), x)
+    metrics = model.train_step(data)
+    torch.testing.assert_close(metrics["r1_grad_sq"], grad.pow(2).flatten(1).sum(1).mean())
+    assert make("gan", r1_gamma=0.0).train_step(data)["r1_grad_sq"] == 0
 
 
 def test_ema_follows_its_formula_and_is_what_sample_uses():
@@ -175,6 +186,7 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
 @pytest.mark.parametrize("override,message", [
     ("model.loss=wasserstein", "model.loss='wasserstein' is not allowed: choose one of nonsaturating, hinge"),
     ("model.d_steps=0", "model.d_steps=0 is not allowed: expected an integer >= 1"),
+    ("model.r1_gamma=-1", "model.r1_gamma=-1 is not allowed: expected a number >= 0"),
     ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
     ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),
 ])
