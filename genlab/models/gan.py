@@ -8,7 +8,7 @@ the discriminator maps an image scaled to [−1, 1] through stride-2 convolution
 
     gan:   D(x)    = w·φ(x) + b
     cgan:  D(x, y) = w·φ(x) + b + e_D(y)·φ(x)      projection discriminator (Miyato & Koyama 2018,
-                                                   "cGANs with Projection Discriminator", eq. 3)
+                                                   "cGANs with Projection Discriminator")
            G(z, y): every BatchNorm of G is class-conditional, γ_y·x̂ + β_y, with learned label
                     embeddings γ, β (de Vries et al. 2017; the generator of Miyato & Koyama 2018)
 
@@ -23,13 +23,13 @@ Losses per image, with σ the logistic sigmoid, softplus(t) = log(1 + eᵗ) and 
     nonsaturating (Goodfellow et al. 2014, "Generative Adversarial Nets", §3), in nats:
         L_D = −log σ(D(x)) − log(1 − σ(D(x̃)))  =  softplus(−D(x)) + softplus(D(x̃))
         L_G = −log σ(D(x̃))                      =  softplus(−D(x̃))
-    hinge (Lim & Ye 2017, "Geometric GAN"; Miyato et al. 2018, "Spectral Normalization", eq. 17):
+    hinge (Lim & Ye 2017, "Geometric GAN"; Miyato et al. 2018, "Spectral Normalization for GANs"):
         L_D = max(0, 1 − D(x)) + max(0, 1 + D(x̃))
         L_G = −D(x̃)
-    plus, for D, the R1 penalty on real images (Mescheder et al. 2018, "Which Training Methods for
-    GANs do actually Converge?", eq. 9), x in [−1, 1]:
+    plus, for D, the R1 penalty on real images x in [−1, 1] (Mescheder et al. 2018, "Which
+    Training Methods for GANs do actually Converge?"):
         R1 = (γ/2)·‖∇_x D(x)‖²,   γ = r1_gamma (0 turns it off)
-    Without it, D on shapes (data on a 5-factor manifold) won outright within 300 steps
+    Without it, D on shapes (images on a 5-factor manifold) won outright within 300 steps at 32 px
     (d_loss < 0.01) and G stopped learning.
 
 One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then one
@@ -47,9 +47,12 @@ by the initial weights; ema_decay = 0 makes the EMA a copy of G). Samples and gr
 generator, always in eval mode, so each image depends only on its own z and y.
 
 Logged scalars (per image, averaged over the d_steps updates where they come from D):
-d_loss (without R1), g_loss, r1_grad_sq = ‖∇_x D(x)‖²; d_real, d_fake = mean σ(D(x)), σ(D(x̃)) for the nonsaturating loss (the probability
-D gives "real") or the mean raw scores D(x), D(x̃) for hinge; d_grad_norm, g_grad_norm = global L2
-norm of each network's gradient (D's including R1) before its optimizer step.
+    d_loss, g_loss        L_D (without R1) and L_G
+    r1_grad_sq            ‖∇_x D(x)‖² on the real batch
+    d_real, d_fake        nonsaturating: mean σ(D(x)), σ(D(x̃)), the probability D gives "real";
+                          hinge: the mean raw scores D(x), D(x̃)
+    d_grad_norm, g_grad_norm   global L2 norm of each network's gradient (D's including R1)
+                          before its optimizer step
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class ConvDecoder(nn.Module):
     """vector (N, in_features) [+ labels (N,) when num_classes > 0] → image logits (N, C, S, S).
 
     norm=True puts BatchNorm after the projection and every hidden transposed convolution;
-    num_classes > 0 makes those ConditionalBatchNorm2d.
+    num_classes > 0 puts ConditionalBatchNorm2d there instead (with or without norm).
     """
 
     def __init__(self, image_shape, width: int, in_features: int, *, norm: bool = False, num_classes: int = 0):
