@@ -77,6 +77,8 @@ def validate_train(cfg: DictConfig) -> None:
         if _require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
             raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
                               "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")
+    if cfg.model.name == "cgan":
+        _require(cfg, "model.embed_dim", "int", low=1)
     _require(cfg, "optimizer.lr", "number", low=0, low_open=True)
     _require(cfg, "optimizer.weight_decay", "number", low=0)
     if "betas" in cfg.optimizer:

@@ -85,8 +85,8 @@ def test_one_step_updates_both_networks(name, loss, d_steps):
         changed = [k for k, v in after[net].items() if v.is_floating_point() and not torch.equal(v, before[net][k])]
         assert changed, f"{net} did not change"
         assert all(torch.isfinite(v).all() for v in after[net].values() if v.is_floating_point())
-    if name == "cgan":  # the class gains of G's first BatchNorm and D's projection are trained too
-        assert not torch.equal(after["generator"]["net.deconvs.0.gain.weight"], before["generator"]["net.deconvs.0.gain.weight"])
+    if name == "cgan":  # the label embedding and the projection are trained too
+        assert not torch.equal(after["generator"]["embed.weight"], before["generator"]["embed.weight"])
         assert not torch.equal(after["discriminator"]["project.weight"], before["discriminator"]["project.weight"])
 
 
@@ -189,6 +189,7 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.r1_gamma=-1", "model.r1_gamma=-1 is not allowed: expected a number >= 0"),
     ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
     ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),
+    ("model.embed_dim=0", "model.embed_dim=0 is not allowed: expected an integer >= 1"),
 ])
 def test_bad_gan_values_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
