@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS = {
     "train": ("genlab.train", "train a model (Hydra overrides; -m for a sweep)"),
     "sample": ("genlab.sample", "write a PNG grid of samples from a checkpoint"),
+    "eval": ("genlab.eval", "metrics of a checkpoint (FID, KID, precision/recall, NLL, …) → table + eval.json"),
 }
 
 USAGE = """usage: genlab <command> [hydra overrides and flags]
@@ -23,6 +24,7 @@ examples:
   genlab train model=vae beta=4
   genlab train -m beta=1,2,4,8
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
+  genlab eval ckpt=outputs/<date>/<time>/checkpoints/last.pt metrics=[fid,kid,pr] n=10000
   genlab train --help            Hydra's help for a command: config groups and keys
   genlab train --cfg job         print the composed config
   eval "$(genlab -sc install=bash)"   shell completion for commands and overrides

@@ -55,7 +55,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     ckpt = run_dir / "checkpoints" / "last.pt"
     log.info(f"done: {step} steps; checkpoint {ckpt}")
     log.info(f"sample from it: genlab sample ckpt={ckpt}")
-    return {"step": step, "ckpt": ckpt}
+    return {"step": step, "ckpt": ckpt, **_evaluate_at_end(ckpt, plain["eval"], device)}
+
+
+def _evaluate_at_end(ckpt: Path, settings: dict, device) -> dict:
+    """eval.at_end: run those metrics on the final checkpoint (eval.json beside it)."""
+    if not settings["at_end"]:
+        return {}
+    from genlab.metrics.evaluation import evaluate
+
+    result = evaluate(ckpt, settings, settings["at_end"], device)
+    log.info("eval: " + ", ".join(f"{name} {value:.4g}" for name, value in result["summary"].items()) + f" ({result['path']})")
+    return {"eval": result["summary"]}
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")

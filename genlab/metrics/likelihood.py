@@ -64,8 +64,8 @@ def nll_bounds(vae, images: torch.Tensor, k: int, generator: torch.Generator, ma
                progress=None) -> dict[str, float]:
     """Mean negative ELBO and IWAE NLL bound over `images` (N, C, H, W in [0, 1]), nats per image.
 
-    Images go through the encoder max(1, max_batch // k) at a time; `progress(done)` is called with
-    the number of images done after each batch.
+    Images go through the encoder max(1, max_batch // k) at a time; `progress(count)` is called
+    with the number of images in each batch once it is done.
     """
     per_batch = max(1, max_batch // k)
     neg_elbo, iwae_nll = [], []
@@ -75,7 +75,7 @@ def nll_bounds(vae, images: torch.Tensor, k: int, generator: torch.Generator, ma
         neg_elbo.append(elbo.cpu())
         iwae_nll.append(iwae.cpu())
         if progress is not None:
-            progress(start + len(batch))
+            progress(len(batch))
     neg_elbo, iwae_nll = torch.cat(neg_elbo), torch.cat(iwae_nll)
     return {"neg_elbo_nats": float(neg_elbo.mean()), "iwae_nll_nats": float(iwae_nll.mean()),
             "iwae_gain_nats": float((neg_elbo - iwae_nll).mean())}
