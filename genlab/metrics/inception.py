@@ -141,6 +141,7 @@ def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
+@torch.no_grad()
 def inception_fid(metric, real_batches, fake_batches, stats_path: Path, progress) -> tuple[float, bool]:
     """FID from iterables of uint8 image batches; real feature sums come from / go to stats_path.
 
