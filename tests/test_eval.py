@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from conftest import TINY, genlab
 from genlab.config import ConfigError, compose_jobs, validate_eval
 from genlab.errors import UserError
-from genlab.metrics.evaluation import applicable, check_fits, evaluate
+from genlab.metrics.evaluation import Evaluation, applicable, check_fits, evaluate
 from genlab.metrics.inception import find_weights, resize_bilinear_tf1
 from genlab.train import train
 
@@ -123,3 +123,36 @@ def test_inception_resize_is_tf1_bilinear():
     x = torch.tensor([[[[0.0, 10.0, 30.0]]]]).expand(1, 1, 3, 3)
     assert torch.allclose(resize_bilinear_tf1(x, 6)[0, 0, 0], torch.tensor([0.0, 5.0, 10.0, 20.0, 30.0, 30.0]))
     assert torch.allclose(resize_bilinear_tf1(x, 6)[0, 0, :, 3], torch.full((6,), 20.0))
+
+
+class ToyCGAN:
+    """Draws class c as a flat image of brightness c/10, except class 2, which it draws as class 0."""
+
+    latent_dim = 2
+
+    def generate(self, z, labels):
+        shown = torch.where(labels == 2, 0, labels)
+        return (shown.float() / 10)[:, None, None, None].expand(-1, 1, 8, 8)
+
+
+class BrightnessClassifier(torch.nn.Module):
+    """Predicts the class c whose brightness c/10 is nearest to the image's."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # predict() reads the device from a parameter
+
+    def features(self, x):
+        return 10 * x.mean((1, 2, 3))[:, None]
+
+    def head(self, features):
+        return -(features - torch.arange(3)).abs()
+
+
+def test_conditional_accuracy_is_per_requested_class():
+    settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", "n=31"], multirun=False)[0], resolve=True)
+    run = Evaluation(ToyCGAN(), "cgan", {"name": "shapes", "image_size": 8}, 3, settings, torch.device("cpu"))
+    run._classifier = (BrightnessClassifier(), {"path": "toy", "test_accuracy": {"overall": 1.0, "per_class": [1.0] * 3}})
+    result = run.accuracy()
+    assert result["per_class"] == [1.0, 1.0, 0.0] and result["accuracy"] == pytest.approx(2 / 3)
+    assert result["per_class_n"] == 10

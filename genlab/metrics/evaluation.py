@@ -61,20 +61,22 @@ def progress_bar(description: str, total: int):
 class Evaluation:
     """One checkpoint's model, data and settings; each metric method returns its eval.json section."""
 
-    def __init__(self, ckpt: Path, settings: dict, device: torch.device):
-        from genlab.models import build_model
-        from genlab.training.checkpoint import load_checkpoint
-
-        state = load_checkpoint(ckpt)
-        config, data = state["config"], state["data"]
-        self.ckpt, self.step, self.settings, self.device = ckpt, state["step"], settings, device
-        self.model_name, self.dataset = config["model"]["name"], config["dataset"]
-        self.model = build_model(config["model"], config["optimizer"], data["image_shape"], data["num_classes"], device)
-        self.model.load_state_dict(state["model"])
-        self.model.train(False)
-        self.num_classes = data["num_classes"]
+    def __init__(self, model, model_name: str, dataset: dict, num_classes: int, settings: dict, device: torch.device):
+        self.model, self.model_name, self.dataset, self.num_classes = model, model_name, dataset, num_classes
+        self.settings, self.device = settings, device
         self.n, self.batch_size = settings["n"], settings["batch_size"]
         self._splits, self._classifier, self._features = {}, None, {}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, settings: dict, device: torch.device) -> Evaluation:
+        """The model of a loaded checkpoint, rebuilt on `device` in eval mode."""
+        from genlab.models import build_model
+
+        config, data = state["config"], state["data"]
+        model = build_model(config["model"], config["optimizer"], data["image_shape"], data["num_classes"], device)
+        model.load_state_dict(state["model"])
+        model.train(False)
+        return cls(model, config["model"]["name"], config["dataset"], data["num_classes"], settings, device)
 
     # -- shared pieces -------------------------------------------------------------------------
 
@@ -260,10 +262,13 @@ def write_json(path: Path, content: dict) -> None:
 def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) -> dict:
     """Run `metrics` ("auto" or a list) on a checkpoint; returns eval.json's content after writing it,
     with `path` (of eval.json) and `computed` (the metrics this call ran) added."""
+    from genlab.training.checkpoint import load_checkpoint
+
     ckpt = Path(ckpt)
     if ckpt.is_dir():
         ckpt = ckpt / "checkpoints" / "last.pt" if (ckpt / "checkpoints").is_dir() else ckpt / "last.pt"
-    run = Evaluation(ckpt, settings, device)
+    state = load_checkpoint(ckpt)
+    run = Evaluation.from_checkpoint(state, settings, device)
     names = applicable(run.model_name, run.dataset["name"]) if metrics == "auto" else list(metrics)
     check_fits(names, run.model_name, run.dataset["name"])
     path = eval_path(ckpt)
@@ -271,13 +276,13 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
     if path.is_file():
         with contextlib.suppress(ValueError, OSError):
             previous = json.loads(path.read_text())
-    kept = previous.get("metrics", {}) if previous.get("step") == run.step else {}
+    kept = previous.get("metrics", {}) if previous.get("step") == state["step"] else {}
     results = {}
     for name in names:
         start = time.perf_counter()
         results[name] = {**getattr(run, name)(), "wall_s": round(time.perf_counter() - start, 1)}
     merged = {**kept, **results}
-    content = {"ckpt": str(ckpt.resolve()), "step": run.step, "model": run.model_name, "dataset": run.dataset["name"],
+    content = {"ckpt": str(ckpt.resolve()), "step": state["step"], "model": run.model_name, "dataset": run.dataset["name"],
                "summary": {name: merged[metric][key] for name, metric, key in SUMMARY if metric in merged},
                "metrics": merged}
     write_json(path, content)
