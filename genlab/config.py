@@ -108,6 +108,12 @@ def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
     dropout = _require(cfg, f"{prefix}classifier.dropout", "number", low=0, high=1)
     if dropout == 1:
         raise ConfigError(f"{prefix}classifier.dropout=1 is not allowed: expected a number in [0, 1)")
+    data_root = OmegaConf.select(cfg, f"{prefix}data_root")
+    if data_root is not None and not (isinstance(data_root, str) and data_root.strip()):
+        raise ConfigError(f"{prefix}data_root={data_root!r} is not allowed: expected null or a folder path")
+    cache_dir = OmegaConf.select(cfg, f"{prefix}cache_dir")
+    if not (isinstance(cache_dir, str) and cache_dir.strip()):
+        raise ConfigError(f"{prefix}cache_dir={cache_dir!r} is not allowed: expected a folder path")
     weights = OmegaConf.select(cfg, f"{prefix}inception.weights")
     if weights is not None and not (isinstance(weights, str) and weights.strip()):
         raise ConfigError(f"{prefix}inception.weights={weights!r} is not allowed: expected null or a file path")

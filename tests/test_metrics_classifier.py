@@ -17,16 +17,13 @@ RECIPE = {"width": 8, "features": 32, "dropout": 0.0, "steps": 100, "batch_size"
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENLAB_CACHE", str(cache))
-        network, report = load_or_train(SHAPES, RECIPE, torch.device("cpu"))
+    network, report = load_or_train(SHAPES, RECIPE, torch.device("cpu"), cache)
     return network, report, cache
 
 
-def test_classifier_is_cached_by_dataset_and_recipe(classifier, monkeypatch):
+def test_classifier_is_cached_by_dataset_and_recipe(classifier):
     network, report, cache = classifier
-    monkeypatch.setenv("GENLAB_CACHE", str(cache))
-    path = cache_path(SHAPES, RECIPE)
+    path = cache_path(cache, SHAPES, RECIPE)
     assert report["path"] == str(path) and path.is_relative_to(cache) and not report["cached"]
     test = split_data(SHAPES, "test")
     index = torch.arange(test.num_images)
@@ -34,24 +31,23 @@ def test_classifier_is_cached_by_dataset_and_recipe(classifier, monkeypatch):
     assert report["test_images"] == 10_000 and report["test_accuracy"]["overall"] == correct.double().mean().item()
     assert report["test_accuracy"]["per_class"][2] == correct[test.labels(index) == 2].double().mean().item()
     assert report["test_accuracy"]["overall"] > 0.4  # 3 classes; 100 steps at 16 px learn some
-    again, again_report = load_or_train(SHAPES, RECIPE, torch.device("cpu"))
+    again, again_report = load_or_train(SHAPES, RECIPE, torch.device("cpu"), cache)
     assert again_report["cached"] and again_report["test_accuracy"] == report["test_accuracy"]
     assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), again.state_dict().values()))
     # Where the files are and the binarization do not change the images; their size and the recipe do.
-    assert cache_path({**SHAPES, "binarize": "static", "root": "/elsewhere"}, RECIPE) == path
-    assert cache_path({**SHAPES, "image_size": 32}, RECIPE) != path
-    assert cache_path(SHAPES, {**RECIPE, "steps": 151}) != path
+    assert cache_path(cache, {**SHAPES, "binarize": "static", "root": "/elsewhere"}, RECIPE) == path
+    assert cache_path(cache, {**SHAPES, "image_size": 32}, RECIPE) != path
+    assert cache_path(cache, SHAPES, {**RECIPE, "steps": 101}) != path
 
 
-def test_a_corrupt_cached_classifier_is_trained_again(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+def test_a_corrupt_cached_classifier_is_trained_again(tmp_path, caplog):
     recipe = {**RECIPE, "steps": 2}
-    path = cache_path(SHAPES, recipe)
+    path = cache_path(tmp_path, SHAPES, recipe)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
-    _, report = load_or_train(SHAPES, recipe, torch.device("cpu"))
+    _, report = load_or_train(SHAPES, recipe, torch.device("cpu"), tmp_path)
     assert not report["cached"] and "unusable" in caplog.text
-    assert load_or_train(SHAPES, recipe, torch.device("cpu"))[1]["cached"]
+    assert load_or_train(SHAPES, recipe, torch.device("cpu"), tmp_path)[1]["cached"]
 
 
 def test_fid_is_near_zero_for_real_images_and_rises_with_blur_and_noise(classifier):

@@ -11,9 +11,9 @@ Training: cross-entropy, Adam with a one-cycle learning-rate schedule (Smith & T
 warm-up, peak `lr`), `steps` batches of `batch_size` from the train split in shuffled epochs, every
 random draw from `seed`: the same recipe gives the same weights on the same machine and software.
 
-Cache: <cache>/classifiers/<dataset>-<hash>.pt, where <cache> is $GENLAB_CACHE, else
-$XDG_CACHE_HOME/genlab, else ~/.cache/genlab, and <hash> is the SHA-1 of the recipe together with
-the dataset settings that change its images (everything in `dataset` but where the files are, the
+Cache: <cache_dir>/classifiers/<dataset>-<hash>.pt (the evaluation setting `cache_dir`, by default
+$GENLAB_CACHE_DIR or ~/.cache/genlab/cache, the folder CelebA's decoded images go to), where <hash>
+is the SHA-1 of the recipe together with the dataset settings that change its images (everything in `dataset` but where the files are, the
 split and binarization). The file holds the weights, the recipe, the test accuracy (overall and per
 class) and the training time; it is plain data, written atomically.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -55,16 +54,14 @@ class DomainClassifier(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def cache_root() -> Path:
-    if os.environ.get("GENLAB_CACHE"):
-        return Path(os.environ["GENLAB_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "genlab"
+def image_settings(dataset: dict) -> dict:
+    """The dataset settings that change its images (a cache key)."""
+    return {k: v for k, v in dataset.items() if k not in NOT_IMAGE_SETTINGS}
 
 
-def cache_path(dataset: dict, recipe: dict) -> Path:
-    identity = {k: v for k, v in dataset.items() if k not in NOT_IMAGE_SETTINGS}
-    text = json.dumps({"version": RECIPE_VERSION, "dataset": identity, "recipe": recipe}, sort_keys=True)
-    return cache_root() / "classifiers" / f"{dataset['name']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.pt"
+def cache_path(cache_dir: str | Path, dataset: dict, recipe: dict) -> Path:
+    text = json.dumps({"version": RECIPE_VERSION, "dataset": image_settings(dataset), "recipe": recipe}, sort_keys=True)
+    return Path(cache_dir).expanduser() / "classifiers" / f"{dataset['name']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.pt"
 
 
 def _build(image_shape, num_classes: int, recipe: dict) -> DomainClassifier:
@@ -116,7 +113,7 @@ def train_classifier(train, test, recipe: dict, device: torch.device) -> tuple[D
     return classifier, report
 
 
-def load_or_train(dataset: dict, recipe: dict, device: torch.device) -> tuple[DomainClassifier, dict]:
+def load_or_train(dataset: dict, recipe: dict, device: torch.device, cache_dir: str | Path) -> tuple[DomainClassifier, dict]:
     """The cached classifier for this dataset and recipe, trained first if there is none.
 
     Returns the network (eval mode, on `device`) and its report: test accuracy, training time, path.
@@ -124,7 +121,7 @@ def load_or_train(dataset: dict, recipe: dict, device: torch.device) -> tuple[Do
     from genlab.metrics.splits import split_data
     from genlab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-    path = cache_path(dataset, recipe)
+    path = cache_path(cache_dir, dataset, recipe)
     if path.is_file():
         try:
             state = load_checkpoint(path)
@@ -146,5 +143,5 @@ def load_or_train(dataset: dict, recipe: dict, device: torch.device) -> tuple[Do
         save_checkpoint({"weights": classifier.state_dict(), "recipe": recipe, "image_shape": list(train.image_shape),
                          "num_classes": train.num_classes, "report": report}, path)
     except OSError as e:
-        raise UserError(f"cannot write the classifier cache {path} ({e.strerror}): set GENLAB_CACHE to a writable folder") from None
+        raise UserError(f"cannot write the classifier cache {path} ({e.strerror}): set cache_dir (or GENLAB_CACHE_DIR) to a writable folder") from None
     return classifier, {**report, "path": str(path), "cached": False}

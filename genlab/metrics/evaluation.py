@@ -73,10 +73,13 @@ class Evaluation:
         from genlab.models import build_model
 
         config, data = state["config"], state["data"]
+        dataset = config["dataset"]
+        if settings["data_root"] is not None and "root" in dataset:
+            dataset = {**dataset, "root": settings["data_root"]}
         model = build_model(config["model"], config["optimizer"], data["image_shape"], data["num_classes"], device)
         model.load_state_dict(state["model"])
         model.train(False)
-        return cls(model, config["model"]["name"], config["dataset"], data["num_classes"], settings, device)
+        return cls(model, config["model"]["name"], dataset, data["num_classes"], settings, device)
 
     # -- shared pieces -------------------------------------------------------------------------
 
@@ -116,7 +119,8 @@ class Evaluation:
         if self._classifier is None:
             from genlab.metrics.classifier import load_or_train
 
-            self._classifier = load_or_train(self.dataset, self.settings["classifier"], self.device)
+            self._classifier = load_or_train(self.dataset, self.settings["classifier"], self.device,
+                                             self.settings["cache_dir"])
         return self._classifier
 
     def classify(self, images):
@@ -215,13 +219,12 @@ class Evaluation:
                 "bins": MIG_BINS, "representation": "encoder mean", "seed": self.settings["seed"]}
 
     def inception_fid(self) -> dict:
-        from genlab.metrics.classifier import NOT_IMAGE_SETTINGS, cache_root
+        from genlab.metrics.classifier import image_settings
         from genlab.metrics.inception import PREPROCESSING, find_weights, inception_fid, make_metric, real_stats_path, weights_id
 
         weights = find_weights(self.settings["inception"]["weights"])
         metric = make_metric(weights).to(self.device)
-        identity = {k: v for k, v in self.dataset.items() if k not in NOT_IMAGE_SETTINGS}
-        stats = real_stats_path(cache_root(), identity, self.n, weights)
+        stats = real_stats_path(Path(self.settings["cache_dir"]).expanduser(), image_settings(self.dataset), self.n, weights)
         size = self.settings["inception"]["batch_size"]
         with progress_bar("inception features", 2 * self.n) as advance:
             value, cached = inception_fid(
