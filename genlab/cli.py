@@ -1,4 +1,5 @@
-"""The `genlab` command: picks the subcommand and hands the rest of argv to its Hydra app.
+"""The `genlab` command: picks the subcommand and hands the rest of argv to it (a Hydra app for
+train and sample).
 
 Kept free of torch and Hydra imports so that `genlab --help` answers at once.
 """
@@ -13,6 +14,7 @@ SUBCOMMANDS = {
     "train": ("genlab.train", "train a model (Hydra overrides; -m for a sweep)"),
     "sample": ("genlab.sample", "write a PNG grid of samples from a checkpoint"),
     "eval": ("genlab.eval", "metrics of a checkpoint (FID, KID, precision/recall, NLL, …) → table + eval.json"),
+    "summarize": ("genlab.sweep", "rebuild a sweep directory's summary (table, csv, json, plot)"),
 }
 
 USAGE = """usage: genlab <command> [hydra overrides and flags]
@@ -23,6 +25,8 @@ commands:
 examples:
   genlab train model=vae beta=4
   genlab train -m beta=1,2,4,8
+  genlab summarize outputs/multirun/<date>/<time>
+  genlab train resume=outputs/<date>/<time>   continue a run (Ctrl-C or SIGTERM checkpoints first)
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
   genlab eval ckpt=outputs/<date>/<time>/checkpoints/last.pt metrics=[fid,kid,pr] n=10000
   genlab train --help            Hydra's help for a command: config groups and keys
@@ -32,7 +36,7 @@ examples:
 
 
 def _usage() -> str:
-    return USAGE.format(commands="\n".join(f"  {name:<8} {text}" for name, (_, text) in SUBCOMMANDS.items()))
+    return USAGE.format(commands="\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items()))
 
 
 def _complete(args: list[str]) -> None:
@@ -44,12 +48,13 @@ def _complete(args: list[str]) -> None:
         print(" ".join(name for name in SUBCOMMANDS if name.startswith(prefix)))
         return
     command = words[1] if args and args[0].startswith("query") else "train"
-    if command not in SUBCOMMANDS:
+    module = importlib.import_module(SUBCOMMANDS[command][0]) if command in SUBCOMMANDS else None
+    if not hasattr(module, "_app"):  # not a Hydra app: bash completes file names
         return
     if args and args[0].startswith("query"):
         os.environ["COMP_LINE"] = line.replace(f" {command}", "", 1)  # Hydra strips the program name
     sys.argv = [sys.argv[0], "-sc", *args]
-    importlib.import_module(SUBCOMMANDS[command][0])._app()
+    module._app()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,12 +7,14 @@ Hydra creates a run directory.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.errors import UserError
+from genlab.training.checkpoint import refuse_overwrite
 
 
 class ConfigError(UserError):
@@ -54,6 +56,15 @@ def validate_train(cfg: DictConfig) -> None:
     _require(cfg, "noise_dim", "int", low=1)
     for key in ("max_steps", "batch_size", "log_every", "sample_every", "ckpt_every", "grid_size"):
         _require(cfg, f"trainer.{key}", "int", low=1)
+    _require(cfg, "trainer.final_images", "int", low=2)  # a variance over images needs two
+    _require(cfg, "trainer.keep_last", "int", low=0)
+    _require(cfg, "trainer.on_nonfinite", "str", choices=("stop", "skip"))
+    if cfg.resume is not None and not (isinstance(cfg.resume, str) and cfg.resume):
+        raise ConfigError(f"resume={cfg.resume!r} is not allowed: pass a run directory or a checkpoint file")
+    if not isinstance(cfg.force_resume, bool):
+        raise ConfigError(f"force_resume={cfg.force_resume!r} is not allowed: expected true or false")
+    if cfg.force_resume and cfg.resume is None:
+        raise ConfigError("force_resume=true needs resume=<run dir or checkpoint>: it accepts config changes when resuming")
     _require(cfg, "model.width", "int", low=1)
     _require(cfg, "model.lr", "number", low=0, low_open=True)
     if cfg.model.name == "vae":
@@ -69,15 +80,19 @@ def validate_train(cfg: DictConfig) -> None:
         _require(cfg, "optimizer.momentum", "number", low=0, high=1)
     validate_hardware(cfg)
     validate_eval(cfg, "eval.", "eval.at_end")
-    size = _require(cfg, "dataset.image_size", "int", low=1)
-    if cfg.dataset.name == "shapes" and size not in (8, 16, 32, 64):
-        raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
+    _validate_dataset(cfg)
 
 
 def validate_hardware(cfg: DictConfig) -> None:
     device = cfg.hardware.device
     if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
         raise ConfigError(f"hardware.device={device!r} is not allowed: choose auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        visible = torch.cuda.device_count()
+        if int(device.partition(":")[2] or 0) >= visible:
+            raise ConfigError(f"hardware.device={device} is not available: {visible} CUDA GPUs are visible; use hardware=cpu or hardware=auto")
     _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
         _require(cfg, "hardware.threads", "int", low=1)
@@ -119,7 +134,56 @@ def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
         raise ConfigError(f"{prefix}inception.weights={weights!r} is not allowed: expected null or a file path")
 
 
-def _one_line(error: Exception) -> str:
+GRAYSCALE_DATASETS = ("mnist", "fashion_mnist")
+SPLITS = {"mnist": ("train", "test"), "fashion_mnist": ("train", "test"), "celeba": ("train", "valid", "test")}
+
+
+def _validate_dataset(cfg: DictConfig) -> None:
+    name = cfg.dataset.name
+    size = _require(cfg, "dataset.image_size", "int", low=1)
+    binarize = _require(cfg, "dataset.binarize", "str", choices=("none", "dynamic", "static"))
+    if binarize != "none" and name not in GRAYSCALE_DATASETS:
+        raise ConfigError(f"dataset.binarize={binarize} is not allowed for {name}: binarization is for the grayscale "
+                          f"datasets ({', '.join(GRAYSCALE_DATASETS)}); use dataset.binarize=none")
+    if name == "shapes":
+        if size not in (8, 16, 32, 64):
+            raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
+        return
+    for key in ("root",) + (("cache_dir",) if name == "celeba" else ()):
+        value = cfg.dataset[key]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"dataset.{key}={value!r} is not allowed: expected a folder path")
+    if not isinstance(cfg.dataset.download, bool):
+        raise ConfigError(f"dataset.download={cfg.dataset.download!r} is not allowed: expected true or false")
+    _require(cfg, "dataset.split", "str", choices=SPLITS[name])
+    largest = 64  # for mnist: more would only upsample the 28 px originals
+    if name == "celeba":
+        from genlab.data.celeba import ATTRIBUTES, NATIVE_WIDTH
+
+        largest = _require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)
+        attributes = cfg.dataset.attributes
+        names = OmegaConf.to_container(attributes) if OmegaConf.is_list(attributes) else attributes
+        # 2^8 = 256 classes already leave most classes with few of CelebA's 162,770 training images.
+        if not isinstance(names, list) or not all(isinstance(a, str) for a in names) or len(set(names)) != len(names) \
+                or len(names) > 8:
+            raise ConfigError(f"dataset.attributes={names!r} is not allowed: expected a list of at most 8 "
+                              "different CelebA attributes, e.g. [Male,Smiling] (2^k classes)")
+        unknown = [a for a in names if a not in ATTRIBUTES]
+        if unknown:
+            raise ConfigError(f"dataset.attributes has {unknown[0]!r}, not a CelebA attribute: choose from "
+                              f"{', '.join(ATTRIBUTES)}")
+    if size < 8 or size % 4 or size > largest:
+        bound = "at most 64" if name in GRAYSCALE_DATASETS else f"at most dataset.crop={largest}"
+        raise ConfigError(f"dataset.image_size={size!r} is not allowed for {name}: expected a multiple of 4, "
+                          f"at least 8 and {bound} (the conv nets halve the image at least twice)")
+
+
+def only_inspects(parsed) -> bool:
+    """Whether Hydra's parsed command line only prints something (help, config, completion)."""
+    return bool(parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info)
+
+
+def _one_line(error: Exception, config_name: str) -> str:
     """Hydra's composition errors, cut down to one line with the fix."""
     from hydra.errors import MissingConfigException
 
@@ -132,7 +196,7 @@ def _one_line(error: Exception) -> str:
     cause = error.__cause__
     if "is not in struct" in text or (cause is not None and "not in struct" in str(cause)):
         key = re.search(r"override '([^']+)'", text)
-        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab train --cfg job` for every key)"
+        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab {config_name} --cfg job` for every key)"
     return " ".join(text.split())
 
 
@@ -153,4 +217,29 @@ def compose_jobs(config_name: str, overrides: list[str], multirun: bool) -> list
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
             return [compose(config_name, overrides=list(job)) for job in jobs]
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_one_line(e)) from None
+        raise ConfigError(_one_line(e, config_name)) from None
+
+
+def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, fresh: bool) -> None:
+    """Raise a UserError when Hydra could not create the run (or sweep) directory, or when a fresh
+    run would write over a run directory that already holds a checkpoint."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf.errors import OmegaConfBaseException
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    # The directory does not depend on a sweep's values: compose one job without them.
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        hydra_cfg = compose(config_name, overrides=fixed, return_hydra_config=True).hydra
+    try:
+        path = Path(OmegaConf.select(hydra_cfg, key.removeprefix("hydra.")))
+    except OmegaConfBaseException:  # set from values known only at run time: Hydra reports those
+        return
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {existing} is not a directory; choose another {key}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path} cannot be written: {existing} is read-only for this user; choose another {key}")
+    if fresh and not multirun:
+        refuse_overwrite(path, f"choose another {key}")

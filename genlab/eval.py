@@ -23,7 +23,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.config import ConfigError, compose_jobs, config_dir, validate_eval, validate_hardware
+from genlab.config import ConfigError, compose_jobs, config_dir, only_inspects, validate_eval, validate_hardware
 from genlab.errors import UserError
 
 
@@ -84,9 +84,9 @@ def run(args: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
 
     parsed = get_args_parser().parse_args(args)
-    if not (parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info):
+    if not only_inspects(parsed):
         try:
-            for cfg in compose_jobs("eval", parsed.overrides, parsed.multirun):
+            for cfg in compose_jobs(parsed.config_name or "eval", parsed.overrides, parsed.multirun):
                 validate_eval(cfg, "", "metrics")
                 validate_hardware(cfg)
         except ConfigError as e:

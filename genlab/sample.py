@@ -43,15 +43,19 @@ def write_png(images, path: Path, per_row: int) -> None:
     """Write a grid atomically: a temporary file in the same folder, renamed into place."""
     from torchvision.utils import save_image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        save_image(images, tmp, nrow=per_row, pad_value=0.5)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            save_image(images, tmp, nrow=per_row, pad_value=0.5)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise UserError(f"cannot write {path}: {e.strerror}{where}; choose another out=") from None
 
 
 def sample(ckpt: str, n: int, seed: int, out: str | None) -> Path:
@@ -84,5 +88,16 @@ def _app(cfg: DictConfig) -> None:
 
 
 def run(args: list[str]) -> None:
+    """`genlab sample ARGS`: check the overrides first, then hand ARGS to the Hydra app."""
+    from hydra._internal.utils import get_args_parser
+
+    from genlab.config import compose_jobs, only_inspects
+
+    parsed = get_args_parser().parse_args(args)
+    if not only_inspects(parsed):
+        try:
+            compose_jobs(parsed.config_name or "sample", parsed.overrides, False)
+        except ConfigError as e:
+            sys.exit(f"genlab sample: error: {e}")
     sys.argv = [sys.argv[0], *args]
     _app()

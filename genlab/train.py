@@ -1,11 +1,21 @@
 """genlab train: compose a run from config groups, then build → fit → files in the run directory.
 
 Nothing below this module reads Hydra state: `train(cfg, run_dir)` takes a composed config and a
-directory, so it is usable from Python and tests without Hydra's app machinery.
+directory, so it is usable from Python and tests without Hydra's app machinery. With
+cfg.resume set it continues that checkpoint in `run_dir` (see genlab/resume.py for the rules).
+
+Every run leaves a result record (genlab/sweep.py). In a sweep (-m) a failing job is recorded as
+failed and the sweep goes on to the next job; a re-run of the sweep skips finished jobs and resumes
+unfinished ones from their last checkpoint. The sweep's summary and exit status come from
+`genlab.sweep.SweepSummary` when it ends.
+
+Exit status of `genlab train`: 0 done; 1 a bad input, a NaN/Inf loss or a failed checkpoint write
+(one line on stderr); 128 + N after signal N (130 Ctrl-C, 143 SIGTERM), with a checkpoint written.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 from pathlib import Path
@@ -13,70 +23,172 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.config import ConfigError, compose_jobs, config_dir, validate_train
+from genlab import sweep
+from genlab.config import ConfigError, check_output_dir, compose_jobs, config_dir, only_inspects, validate_train
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
 
-# A sweep job's directory is named by its overrides ("beta=4,noise_dim=16"); "default" when none.
+# A sweep job's directory is named by its swept overrides ("beta=4,noise_dim=16").
 if not OmegaConf.has_resolver("genlab_job_dirname"):
-    OmegaConf.register_new_resolver("genlab_job_dirname", lambda overrides: overrides or "default")
+    OmegaConf.register_new_resolver("genlab_job_dirname", sweep.job_dirname)
+# GPUs the Slurm launcher asks for (configs/hydra/launcher/slurm.yaml).
+if not OmegaConf.has_resolver("genlab_gpus"):
+    OmegaConf.register_new_resolver("genlab_gpus", sweep.device_gpus)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train the run `cfg` describes into `run_dir`; returns the final step and checkpoint path."""
+def _record_resume(run_dir: Path, logger, step: int, source: Path, changes: dict, forced: bool) -> None:
+    """Note a continuation in the run: TensorBoard text `resume` and an entry in resumes.yaml."""
+    from genlab.resume import describe
+
+    entry = {"step": step, "from": str(source), "time": datetime.datetime.now().isoformat(timespec="seconds"),
+             "forced": forced, "changes": {k: list(v) for k, v in changes.items()}}
+    with open(run_dir / "resumes.yaml", "a") as f:
+        f.write(OmegaConf.to_yaml([entry]))
+    logger.text("resume", f"resumed from `{source}` at step {step}; config changes: {describe(changes) or 'none'}"
+                          + (" (force_resume=true)" if forced else ""), step)
+    if changes:
+        log.warning(f"resumed with config changes: {describe(changes)}")
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict:
+    """Train the run `cfg` describes into `run_dir` (continuing cfg.resume when set); returns the
+    final step, the checkpoint path and the final metrics (the last log window's means and the
+    model's `final_metrics`). `overrides` (the command line's) are stored in checkpoints so that
+    `genlab train resume=…` can compose the same run again."""
     import torch
 
     from genlab.data import build_dataset
-    from genlab.data.batches import ShuffledBatches
+    from genlab.data.batches import Batches, on_device, to_batch
     from genlab.models import build_model
+    from genlab.resume import check_resume, run_config, stored_overrides
     from genlab.runtime import setup_device
+    from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, refuse_overwrite, resolve
     from genlab.training.logging import RunLogger
     from genlab.training.loop import Trainer, fit
 
     validate_train(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    checkpoints_dir = run_dir / "checkpoints"
+    resume, newest = None, None
+    if cfg.resume is not None:
+        source = resolve(cfg.resume)
+        resume = load_checkpoint(source)
+        changes = check_resume(resume, source, plain)
+        newest = (resume["step"], source)
+    else:
+        refuse_overwrite(run_dir, "train into another directory")
     device = setup_device(plain["hardware"])
     torch.manual_seed(cfg.seed)
-    data = build_dataset(plain["dataset"])
+    data = on_device(build_dataset(plain["dataset"], cfg.seed), device)
     model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
     trainer = Trainer(**{k: plain["trainer"][k] for k in Trainer.__dataclass_fields__})
-    batches = ShuffledBatches(data.num_images, trainer.batch_size, cfg.seed)
-    logger = RunLogger(run_dir, 0, trainer.max_steps)
-    logger.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
-    log.info(f"{cfg.model.name} on {cfg.dataset.name} {data.image_shape}, {data.num_images:,} images, device {device}")
-    meta = {"config": plain, "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
-                                      "class_names": list(data.class_names)}}
+    batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic")
+    start = resume["step"] if resume else 0
+    logger = RunLogger(run_dir, start, trainer.max_steps)
+    if resume:
+        _record_resume(run_dir, logger, start, source, changes, forced=cfg.force_resume)
+    else:
+        logger.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
+    dataset = "/".join(filter(None, (cfg.dataset.name, cfg.dataset.get("split"))))
+    log.info(f"{cfg.model.name} on {dataset} {data.image_shape}, {data.num_images:,} images, {data.num_classes} classes, "
+             f"binarize {cfg.dataset.binarize}, device {device}" + (f", from step {start}" if start else ""))
+    meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []), "device": str(device),
+            "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
+                     "class_names": list(data.class_names)}}
+    checkpoints = RunCheckpoints(checkpoints_dir, trainer.keep_last, newest)
     try:
-        step = fit(model, data, batches, trainer, run_dir=run_dir, logger=logger, device=device,
-                   precision=plain["hardware"]["precision"], seed=cfg.seed, step=0, checkpoint_meta=meta)
+        step, metrics = fit(model, data, batches, trainer, checkpoints=checkpoints, logger=logger, device=device,
+                            precision=plain["hardware"]["precision"], seed=cfg.seed, checkpoint_meta=meta,
+                            resume=resume)
     finally:
         logger.close()
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    log.info(f"done: {step} steps; checkpoint {ckpt}")
-    log.info(f"sample from it: genlab sample ckpt={ckpt}")
-    return {"step": step, "ckpt": ckpt, **_evaluate_at_end(ckpt, plain["eval"], device)}
+    if hasattr(model, "final_metrics"):
+        # The same evenly spaced data images for every run, so runs compare on the same images.
+        index = torch.linspace(0, data.num_images - 1, min(cfg.trainer.final_images, data.num_images)).long()
+        metrics.update(model.final_metrics(to_batch(data, index, device).images))
+    log.info(f"done: {step} steps; checkpoint {checkpoints.last}")
+    log.info(f"sample from it: genlab sample ckpt={checkpoints.last}")
+    metrics.update(_evaluate_at_end(checkpoints.last, plain["eval"], device))
+    return {"step": step, "ckpt": checkpoints.last, "metrics": metrics}
 
 
-def _evaluate_at_end(ckpt: Path, settings: dict, device) -> dict:
-    """eval.at_end: run those metrics on the final checkpoint (eval.json beside it)."""
+def _evaluate_at_end(ckpt: Path, settings: dict, device) -> dict[str, float]:
+    """eval.at_end: those metrics of the final checkpoint (eval.json beside it), as eval/<name>
+    final metrics (so a sweep's summary lists them beside the training scalars)."""
     if not settings["at_end"]:
         return {}
     from genlab.metrics.evaluation import evaluate
 
     result = evaluate(ckpt, settings, settings["at_end"], device)
     log.info("eval: " + ", ".join(f"{name} {value:.4g}" for name, value in result["summary"].items()) + f" ({result['path']})")
-    return {"eval": result["summary"]}
+    return {f"eval/{name}": value for name, value in result["summary"].items()}
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def _app(cfg: DictConfig) -> None:
+    import torch  # noqa: F401  (first, so that a job's wall_s does not count the import)
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from genlab.training.signals import Interrupted
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    task_overrides = list(hydra_cfg.overrides.task)
+    overrides = sweep.job_overrides(task_overrides)
+    if multirun:
+        if sweep.is_finished(run_dir, overrides):
+            log.info(f"skipped: {run_dir.name} finished in an earlier run of this sweep ({sweep.RECORD_NAME} says ok)")
+            return
+        unfinished = run_dir / "checkpoints" / "last.pt"
+        if unfinished.is_file():
+            log.info(f"resuming {run_dir.name} from {unfinished}")
+            cfg.resume = str(unfinished)
+        else:
+            sweep.clear_attempt(run_dir)
+        if cfg.hardware.threads is None:
+            cfg.hardware.threads = sweep.job_threads(OmegaConf.to_container(hydra_cfg.launcher))
+    record = sweep.JobRecord(run_dir, overrides, OmegaConf.to_container(cfg, resolve=True))
     try:
-        train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except UserError as e:
-        sys.exit(f"genlab train: error: {e}")
+        result = train(cfg, run_dir, task_overrides)
+    except Interrupted as e:
+        print(f"genlab train: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except Exception as e:
+        record.fail(e)
+        if multirun:  # the sweep goes on; SweepSummary reports the failure when it ends
+            log.error(f"job failed: {sweep.error_line(e)}", exc_info=not isinstance(e, UserError))
+            return
+        if isinstance(e, UserError):
+            sys.exit(f"genlab train: error: {e}")
+        raise
+    record.finish(result["step"], result["metrics"])
+
+
+def _prepare(parsed) -> list[str]:
+    """Check every job of the command line before Hydra creates a directory; return the overrides
+    a resume adds (the stored ones, and the run's own directory)."""
+    from genlab.resume import check_resume, continued_overrides, resume_target
+    from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
+
+    config_name, overrides = parsed.config_name or "train", list(parsed.overrides)
+    target = resume_target(overrides)
+    added, resume = [], None
+    if target is not None:
+        if parsed.multirun:
+            raise ConfigError("resume= continues one run and cannot be combined with -m; resume each run on its own")
+        source = resolve(target)
+        resume = load_checkpoint(source)
+        added = continued_overrides(resume.get("overrides", []), overrides, run_dir_of(source))
+    jobs = compose_jobs(config_name, overrides + added, parsed.multirun)
+    check_output_dir(config_name, overrides + added, parsed.multirun, fresh=resume is None)
+    for cfg in jobs:
+        validate_train(cfg)
+        if resume is not None:
+            check_resume(resume, source, OmegaConf.to_container(cfg, resolve=True))
+    return added
 
 
 def run(args: list[str]) -> None:
@@ -84,12 +196,12 @@ def run(args: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
 
     parsed = get_args_parser().parse_args(args)
-    inspecting = parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info
-    if not inspecting:
+    if not only_inspects(parsed):
         try:
-            for cfg in compose_jobs(parsed.config_name or "train", parsed.overrides, parsed.multirun):
-                validate_train(cfg)
-        except ConfigError as e:
+            args = [*args, *_prepare(parsed)]
+        except UserError as e:
             sys.exit(f"genlab train: error: {e}")
+        if parsed.multirun:
+            args = [*args, *sweep.dirname_overrides(parsed.overrides)]
     sys.argv = [sys.argv[0], *args]
     _app()

@@ -33,8 +33,10 @@ def test_eval_at_end_of_training_writes_eval_json_beside_the_checkpoint(evaluate
     content = json.loads((root / "run" / "checkpoints" / "eval.json").read_text())
     assert content["step"] == 4 and content["model"] == "vae" and content["dataset"] == "shapes"
     assert set(content["metrics"]) == {"nll", "fid"}
-    assert result["eval"] == content["summary"] and set(result["eval"]) == {"neg_elbo_nats", "iwae_nll_nats", "fid",
-                                                                            "fid_noise_floor"}
+    # The run's final metrics (a sweep's summary) carry them as eval/<name>.
+    assert {k: v for k, v in result["metrics"].items() if k.startswith("eval/")} == {
+        f"eval/{name}": value for name, value in content["summary"].items()}
+    assert set(content["summary"]) == {"neg_elbo_nats", "iwae_nll_nats", "fid", "fid_noise_floor"}
 
 
 def test_eval_reports_every_fitting_metric_and_reuses_the_cached_classifier(evaluated_run):

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from genlab.data.batches import ImageData
+from genlab.data.batches import ImageData, binarize_static
 
 
-def build_dataset(cfg: dict) -> ImageData:
-    """The dataset named by cfg['name'], from the plain `dataset` config section."""
-    if cfg["name"] == "shapes":
+def build_dataset(cfg: dict, seed: int) -> ImageData:
+    """The dataset named by cfg['name'], from the plain `dataset` config section.
+
+    `seed` is the run's: static binarization draws from it (dynamic binarization is per batch, see
+    genlab.data.batches.Batches).
+    """
+    name = cfg["name"]
+    if name == "shapes":
         from genlab.data.shapes import Shapes
 
-        return Shapes(cfg["image_size"])
-    raise ValueError(f"unknown dataset {cfg['name']!r}")
+        data = Shapes(cfg["image_size"])
+    elif name in ("mnist", "fashion_mnist"):
+        from genlab.data.mnist import load_mnist
+
+        data = load_mnist(name, cfg["root"], cfg["split"], cfg["download"], cfg["image_size"])
+    elif name == "celeba":
+        from genlab.data.celeba import load_celeba
+
+        data = load_celeba(cfg["root"], cfg["split"], cfg["download"], cfg["crop"], cfg["image_size"],
+                           list(cfg["attributes"]), cfg["cache_dir"])
+    else:
+        raise ValueError(f"unknown dataset {name!r}")
+    if cfg["binarize"] == "static":
+        data = binarize_static(data, seed)
+    return data

@@ -4,13 +4,26 @@ A dataset is images looked up by index (uint8, N×C×H×W) plus integer labels. 
 batches from a fresh permutation per epoch (seeded by the run seed and the epoch number, so the
 position in the epoch is just two integers and resumes exactly), converts each batch to float in
 [0, 1] on the training device, and never touches PIL or DataLoader workers.
+
+Binarization draws x ~ Bernoulli(v/255) for every uint8 pixel v, as u < v with u uniform on
+{0, …, 254}: P(u < v) = v/255 exactly, with no float rounding. "static" binarization draws once from
+the run seed when the dataset is built (Salakhutdinov & Murray 2008; the fixed draw of Larochelle &
+Murray 2011); "dynamic" draws afresh for every batch (as in Burda et al. 2016, "Importance Weighted
+Autoencoders"), from a generator seeded by (seed, epoch, batch in epoch): the draw is a function of
+the batch's position, so resuming needs no generator state, only `ShuffledBatches.state_dict()`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 
 import torch
+
+from genlab.errors import UserError
+
+log = logging.getLogger("genlab")
 
 
 class ImageData:
@@ -38,6 +51,10 @@ class TensorData(ImageData):
         self.num_classes = len(class_names)
         self.class_names = class_names
 
+    @property
+    def nbytes(self) -> int:
+        return self._images.nbytes + self._labels.nbytes
+
     def to(self, device: torch.device) -> TensorData:
         self._images, self._labels = self._images.to(device), self._labels.to(device)
         return self
@@ -55,10 +72,50 @@ class Batch:
     labels: torch.Tensor  # int64, N
 
 
-def to_batch(data: ImageData, index: torch.Tensor, device: torch.device) -> Batch:
+def derived_seed(*key: int | str) -> int:
+    """A 64-bit generator seed from a key such as ("dynamic binarization", seed, epoch, batch), via BLAKE2b.
+
+    Distinct keys give unrelated seeds, so streams for different purposes never share draws.
+    """
+    digest = hashlib.blake2b("/".join(map(str, key)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def binarize(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One Bernoulli draw per uint8 pixel v: 255 with probability v/255, else 0 (uint8 out)."""
+    u = torch.randint(0, 255, images.shape, generator=generator, dtype=torch.uint8, device=images.device)
+    return (u < images).to(torch.uint8).mul_(255)
+
+
+def binarize_static(data: TensorData, seed: int) -> TensorData:
+    """The dataset with one fixed Bernoulli draw from `seed` (the same seed gives the same images)."""
+    everything = torch.arange(data.num_images)
+    generator = torch.Generator().manual_seed(derived_seed("static binarization", seed))
+    return TensorData(binarize(data.images(everything), generator), data.labels(everything), data.class_names)
+
+
+def to_batch(data: ImageData, index: torch.Tensor, device: torch.device,
+             binarize_with: torch.Generator | None = None) -> Batch:
+    """The images at `index` on `device` as float in [0, 1]; Bernoulli-binarized when given a generator."""
     index = index.to(device)
-    images = data.images(index).to(device, non_blocking=True).float().div_(255)
-    return Batch(images, data.labels(index).to(device, non_blocking=True))
+    images = data.images(index).to(device, non_blocking=True)
+    if binarize_with is not None:
+        images = binarize(images, binarize_with)
+    return Batch(images.float().div_(255), data.labels(index).to(device, non_blocking=True))
+
+
+def on_device(data: ImageData, device: torch.device) -> ImageData:
+    """Move a TensorData to a CUDA device when it takes at most half its free memory (the rest is
+    the model's); otherwise batches are gathered in host memory and copied per step."""
+    if not isinstance(data, TensorData) or device.type != "cuda":
+        return data
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    if data.nbytes <= free_bytes // 2:
+        log.info(f"dataset ({data.nbytes / 2**20:,.0f} MiB) moved to {device}")
+        return data.to(device)
+    log.info(f"dataset ({data.nbytes / 2**20:,.0f} MiB) stays in host memory: more than half of "
+             f"{device}'s {free_bytes / 2**20:,.0f} MiB free")
+    return data
 
 
 class ShuffledBatches:
@@ -70,7 +127,8 @@ class ShuffledBatches:
 
     def __init__(self, num_images: int, batch_size: int, seed: int):
         if batch_size > num_images:
-            raise ValueError(f"batch size {batch_size} exceeds the dataset's {num_images} images")
+            raise UserError(f"trainer.batch_size={batch_size} exceeds the dataset's {num_images:,} images: "
+                            "use a smaller trainer.batch_size")
         self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
         self.batches_per_epoch = num_images // batch_size
         self.epoch, self.batch_in_epoch = 0, 0
@@ -94,3 +152,33 @@ class ShuffledBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.batch_in_epoch, self._order = state["epoch"], state["batch_in_epoch"], None
+
+
+class Batches:
+    """The training batches of one run: a ShuffledBatches order, gathered on the device as float in
+    [0, 1], with a fresh Bernoulli draw per batch when `dynamic_binarize` (see the module docstring).
+
+    `state_dict()` is the order's (epoch, batch_in_epoch): the only state the stream has.
+    """
+
+    def __init__(self, data: ImageData, batch_size: int, seed: int, device: torch.device, dynamic_binarize: bool):
+        self.data, self.seed, self.device, self.dynamic_binarize = data, seed, device, dynamic_binarize
+        self.order = ShuffledBatches(data.num_images, batch_size, seed)
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> Batch:
+        index = self.order.next_index()
+        generator = None
+        if self.dynamic_binarize:
+            # next_index has just advanced batch_in_epoch past the batch it returned.
+            key = derived_seed("dynamic binarization", self.seed, self.order.epoch, self.order.batch_in_epoch - 1)
+            generator = torch.Generator(self.device).manual_seed(key)
+        return to_batch(self.data, index, self.device, generator)
+
+    def state_dict(self) -> dict:
+        return self.order.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order.load_state_dict(state)

@@ -183,25 +183,28 @@ class Evaluation:
                 "classifier_per_class_test_accuracy": self.classifier()[1]["test_accuracy"]["per_class"]}
 
     def nll(self) -> dict:
+        from genlab.data.batches import binarize as binarize_images
+        from genlab.data.batches import derived_seed
         from genlab.metrics.likelihood import nll_bounds
 
-        images = self.real_images("test").float().div(255)
+        images = self.real_images("test")
         binarize = self.dataset.get("binarize", "none")
         likelihood = getattr(self.model, "likelihood", None)
         note = None
         if binarize != "none":
-            draw = torch.Generator().manual_seed(self.settings["seed"])
-            images = (torch.rand(images.shape, generator=draw) < images).float()
+            draw = torch.Generator().manual_seed(derived_seed("eval binarization", self.settings["seed"]))
+            images = binarize_images(images, draw)
             binarization = f"one Bernoulli draw of the test images, seed {self.settings['seed']} (training: {binarize})"
         else:
             binarization = "none"
-            if likelihood == "bernoulli" and bool(((images > 0) & (images < 1)).any()):
+            if likelihood == "bernoulli" and bool(((images > 0) & (images < 255)).any()):
                 note = ("the test images have grey levels, over which a Bernoulli likelihood is not a normalised "
                         "distribution: these nats compare only with each other, not with binarized-data results")
         k = self.settings["k"]
         generator = torch.Generator().manual_seed(self.settings["seed"])
         with progress_bar(f"nll (k={k})", self.n) as advance:
-            bounds = nll_bounds(self.model, images.to(self.device), k, generator, self.batch_size, progress=advance)
+            bounds = nll_bounds(self.model, images.to(self.device).float().div(255), k, generator, self.batch_size,
+                                progress=advance)
         return {**bounds, "k": k, "n": self.n, "likelihood": likelihood, "binarization": binarization,
                 **({"note": note} if note else {}), "seed": self.settings["seed"]}
 

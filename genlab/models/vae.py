@@ -10,6 +10,11 @@ Per image, in nats (images x in [0, 1], D pixels, latent size d):
     kl      = KL(q(z|x) ‖ N(0, I)) = ½ Σ_d (μ² + σ² − 1 − log σ²)      (closed form)
     loss    = recon + β·kl
     neg_elbo = recon + kl          (independent of β, so runs with different β compare)
+
+Active latent units (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders",
+§5.2): dimension d is active when A_d = Cov_x(E_q[z_d|x]) = Var_x(μ_d(x)) > 0.01, the variance
+(with Bessel's correction) of the posterior mean over data images. An inactive dimension encodes
+nothing about x: its posterior has collapsed to the same distribution for every image.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import torch.nn.functional as F
 from genlab.data.batches import Batch
 from genlab.models.nets import ConvDecoder, ConvEncoder
 from genlab.models.optim import make_optimizer
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # on Var_x(μ_d(x)), from Burda et al. 2016, §5.2
+ENCODE_CHUNK = 250  # images per encoder call when measuring over many images (bounds memory)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -93,6 +101,18 @@ class VAE:
         grids = {"samples": (self.sample(n, generator), per_row), "reconstructions": (pairs, per_row)}
         self.train(True)
         return grids
+
+    @torch.no_grad()
+    def active_units(self, x: torch.Tensor) -> int:
+        """How many latent dimensions are active over the images x (N ≥ 2, in [0, 1])."""
+        self.train(False)
+        mu = torch.cat([self.encode(chunk)[0].float() for chunk in x.split(ENCODE_CHUNK)])
+        self.train(True)
+        return int((mu.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum())
+
+    def final_metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """Metrics of the trained model over fixed data images, for the run's result record."""
+        return {"active_units": self.active_units(x)}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"vae": self.optimizer}

@@ -1,5 +1,9 @@
 """What a run reports: TensorBoard events in the run directory, and progress on the terminal.
 
+A run that continues from a checkpoint at step s opens its events file with purge_step = s + 1:
+TensorBoard then hides whatever earlier files hold from step s + 1 on (written after that
+checkpoint by a process that was killed), so the curves show each step once.
+
 On a terminal a rich progress bar shows step, loss, images/s and ETA; when stdout is not a TTY
 (a log file, a cluster job) the same appears as one plain line every `log_every` steps.
 """
@@ -21,7 +25,7 @@ log = logging.getLogger("genlab")
 
 class RunLogger:
     def __init__(self, run_dir: Path, start_step: int, max_steps: int, interactive: bool | None = None):
-        self.writer = SummaryWriter(str(run_dir))
+        self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
         self.samples_dir = run_dir / "samples"
         self.max_steps = max_steps
         self.interactive = sys.stdout.isatty() if interactive is None else interactive
@@ -58,8 +62,8 @@ class RunLogger:
             self.writer.add_image(f"images/{name}", grid, step)
             save_image(grid, self.samples_dir / f"step_{step:07d}_{name}.png")
 
-    def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text, 0)
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -1,0 +1,118 @@
+"""Continuing a run: the config it continues with, and which changes a resume accepts.
+
+`genlab train resume=PATH [overrides]` composes the run again from the overrides stored in its
+checkpoint followed by the new ones (a key given again replaces the stored one), and continues in
+the run's own directory. The result is compared with the checkpoint's resolved config, key by key.
+A change that can alter the trained weights (model, dataset, optimizer, β, batch size, seed,
+device, precision, …) is refused with every such key and both of its values, unless
+force_resume=true: the run then continues and records each change (TensorBoard text `resume` at
+the resume step, and resumes.yaml in the run directory). The keys in FREE may change on any resume:
+they set how long the run goes and what it writes, not the weights it computes (a different
+hardware.threads may still change the order of float sums on CPU, so that continuation is close
+to, not bit-identical with, an uninterrupted run), and so may every key of FREE_SECTIONS. Every
+change is recorded the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genlab.config import ConfigError
+from genlab.training.checkpoint import hydra_value
+
+# The config keys that only say where to continue from; a checkpoint does not store them.
+RESUME_KEYS = ("resume", "force_resume")
+FREE = ("trainer.max_steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every",
+        "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads")
+# Sections whose keys may all change: eval.* says what to measure at the end, not how to train.
+FREE_SECTIONS = ("eval.",)
+ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
+DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
+
+
+def _parse(overrides: list[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, parsed = OverridesParser.create(), []
+    for override in overrides:  # one at a time, to name the one that fails
+        try:
+            parsed += parser.parse_overrides([override])
+        except OverrideParseException as e:
+            raise ConfigError(f"cannot read {override!r} ({str(e).splitlines()[0]}): quote a value with special "
+                              "characters, e.g. \"resume='outputs/x/beta=4,noise_dim=16'\"") from None
+    return parsed
+
+
+def resume_target(overrides: list[str]) -> str | None:
+    """The value of a `resume=` override, if the command line has one."""
+    given = [o for o in _parse(overrides) if o.key_or_group == "resume"]
+    if not given or given[-1].value() is None:
+        return None
+    if given[-1].is_sweep_override():
+        raise ConfigError(f"{given[-1].input_line} reads as a list of values (the path has a comma): quote it, e.g. \"resume='<path>'\"")
+    return str(given[-1].value())
+
+
+def continued_overrides(stored: list[str], new: list[str], run_dir: Path) -> list[str]:
+    """The stored overrides a resume keeps (those the command line does not set again), and the
+    run's own directory unless the command line names another."""
+    given = {o.key_or_group for o in _parse(new)}
+    kept = [o.input_line for o in _parse(stored) if o.key_or_group not in given]
+    if "hydra.run.dir" not in given:
+        kept.append(f"hydra.run.dir={hydra_value(str(run_dir))}")
+    return kept
+
+
+def stored_overrides(overrides: list[str]) -> list[str]:
+    """The overrides a checkpoint keeps: those of the task, without where it resumed from."""
+    return [o.input_line for o in _parse(overrides) if o.key_or_group not in RESUME_KEYS]
+
+
+def run_config(plain: dict) -> dict:
+    """The resolved config a checkpoint stores."""
+    return {k: v for k, v in plain.items() if k not in RESUME_KEYS}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: dict, current: dict) -> dict[str, tuple]:
+    """Every dotted key whose value differs: key → (saved value, current value), ABSENT where a
+    config lacks the key."""
+    before, after = _flat(saved), _flat(run_config(current))
+    changes = {k: (before.get(k, ABSENT), after.get(k, ABSENT)) for k in sorted(before.keys() | after.keys())}
+    return {k: (old, new) for k, (old, new) in changes.items() if old != new}
+
+
+def describe(changes: dict[str, tuple]) -> str:
+    return ", ".join(f"{key} {old} → {new}" for key, (old, new) in changes.items())
+
+
+def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
+    """The config changes of continuing checkpoint `state` (from `path`) with the plain config
+    `current`; raise ConfigError when one would alter training without force_resume, or when
+    trainer.max_steps leaves nothing to do."""
+    from genlab.runtime import device_name
+
+    changes = config_changes(state["config"], current)
+    # hardware.device=auto names different devices on different machines.
+    device = device_name(current["hardware"])
+    if state.get("device", device) != device:
+        changes[DEVICE_IN_USE] = (state["device"], device)
+    refused = {k: v for k, v in changes.items() if k not in FREE and not k.startswith(FREE_SECTIONS)}
+    if refused and not current["force_resume"]:
+        raise ConfigError(f"resuming {path} would change how it trains: {describe(refused)}; drop those overrides, "
+                          "or add force_resume=true to continue with them (the change is recorded in the run)")
+    max_steps, step = current["trainer"]["max_steps"], state["step"]
+    if max_steps <= step:
+        raise ConfigError(f"{path} is at step {step} and trainer.max_steps={max_steps}: nothing to resume; "
+                          f"pass trainer.max_steps=N with N > {step} to train longer")
+    return changes

@@ -1,0 +1,480 @@
+"""Sweeps: every job leaves a result record, and a sweep's summary is rebuilt from those alone.
+
+A job of `genlab train -m …` writes `result.json` into its run directory, first as `running`, then
+`ok` or `failed`:
+
+    overrides  the job's overrides, typed: {"beta": 4, "model": "vae", …}
+    status     running | ok | failed   (still `running` after a kill: the job never finished)
+    error      why it failed, in one line; null otherwise
+    steps, wall_s, metrics, config (the resolved config the job ran)
+
+The metrics are the model's training scalars averaged over the last `trainer.log_every` steps
+(per image, in nats where they are likelihoods), plus what the model's optional
+`final_metrics(images)` measures on fixed data images (the VAE: active latent units). A value
+that is not finite is stored as null.
+
+The summary of a sweep directory (written when a sweep ends, or by `genlab summarize PATH`):
+    summary.csv, summary.json    one row per job: overrides, status, steps, wall time, metrics
+    a rich table                 on the terminal
+    rate_distortion.png          for jobs that report recon_nats and kl_nats (VAEs), below
+    TensorBoard                  each job's run holds HParams session summaries (its overrides)
+                                 and final/<metric> scalars; the sweep directory's own event file
+                                 holds the HParams experiment (the union of every job's overrides
+                                 and metrics, so mixed VAE/GAN sweeps list all) and the plot.
+
+Rate–distortion (Alemi et al. 2018, "Fixing a Broken ELBO"): per image, the distortion
+D = E_q[−log p(x|z)] (recon_nats) and the rate R = KL(q(z|x) ‖ p(z)) (kl_nats); −ELBO = D + R.
+The β-VAE minimises D + β·R, whose optimum touches the achievable R–D frontier where its slope is
+dR/dD = −1/β: a larger β buys a lower rate with a higher distortion.
+
+Re-running a sweep into the same `hydra.sweep.dir` skips each job whose record says ok with the
+same overrides; every other job starts again (see `genlab.train._app`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from genlab.errors import UserError
+
+RECORD_NAME = "result.json"
+PLOT_NAME = "rate_distortion.png"
+STATUSES = ("running", "ok", "failed")
+# What a job leaves in its run directory besides .hydra/ and its log: cleared before a restart.
+ATTEMPT_OUTPUTS = ("checkpoints", "samples", RECORD_NAME, "events.out.tfevents.*")
+MAX_DIRNAME_BYTES = 200  # below NAME_MAX (255) with room for a hash suffix
+
+
+# --------------------------------------------------------------------------- job directories
+
+
+def job_dirname(override_dirname: str) -> str:
+    """A sweep job's directory name from Hydra's override_dirname ("beta=4,noise_dim=16").
+
+    A path separator in a value would nest directories, so it becomes "_"; a name too long for
+    the file system is cut and ends in a hash of the full name, so it stays unique.
+    """
+    name = (override_dirname or "default").replace("/", "_").replace("\\", "_")
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if len(name.encode()) > MAX_DIRNAME_BYTES:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = name.encode()[: MAX_DIRNAME_BYTES - 11].decode(errors="ignore") + "-" + digest
+    return name
+
+
+def dirname_overrides(overrides: list[str]) -> list[str]:
+    """Hydra overrides that name each job's directory by the swept keys only.
+
+    `genlab train -m beta=1,4 trainer.max_steps=5000` runs jobs `beta=1` and `beta=4`: the keys
+    that are the same for every job stay out of the names. Without a swept key every override
+    names the one job.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    task = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
+    exclude_key = "hydra.job.config.override_dirname.exclude_keys"
+    if not any(o.is_sweep_override() for o in task) or any(o.key_or_group == exclude_key for o in parsed):
+        return []
+    constant = sorted({o.key_or_group for o in task if not o.is_sweep_override()})
+    return [f"{exclude_key}=[{','.join(constant)}]"] if constant else []
+
+
+def job_overrides(task_overrides: list[str]) -> dict:
+    """A job's overrides as typed values: ["beta=4", "model=vae"] → {"beta": 4, "model": "vae"}."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    typed = {}
+    for override in OverridesParser.create().parse_overrides(task_overrides):
+        value = override.value()
+        plain = value is None or isinstance(value, (bool, int, float, str))
+        typed[override.key_or_group] = value if plain else override.get_value_element_as_str()
+    return typed
+
+
+def job_threads(launcher: dict) -> int | None:
+    """torch threads for a sweep job that leaves hardware.threads unset.
+
+    A scheduler that gives each job its own CPUs (submitit: cpus_per_task) sets the count; a
+    launcher that runs n_jobs side by side on this machine (joblib; negative n_jobs count back
+    from the cores, as joblib does) divides the cores between them; otherwise None keeps torch's
+    default (all cores, right for jobs that run one after another).
+    """
+    if launcher.get("cpus_per_task"):
+        return int(launcher["cpus_per_task"])
+    n_jobs = launcher.get("n_jobs")
+    if not n_jobs:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    side_by_side = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    return max(1, cores // side_by_side)
+
+
+def device_gpus(device: str) -> int:
+    """GPUs a scheduler should give a job with hardware.device=`device`."""
+    return 1 if str(device).startswith("cuda") else 0
+
+
+# --------------------------------------------------------------------------- job records
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict:
+    """A job's result record; UserError naming the file when it is unreadable."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not a readable result record ({e}); delete it and re-run that job") from None
+    if not (isinstance(record, dict) and record.get("status") in STATUSES and isinstance(record.get("overrides"), dict)
+            and isinstance(record.get("metrics"), dict)):
+        raise UserError(f"{path} is not a genlab result record (status, overrides, metrics); delete it and re-run that job")
+    return record
+
+
+def is_finished(run_dir: Path, overrides: dict) -> bool:
+    """Whether run_dir holds an ok record of a job with these overrides (so re-running skips it)."""
+    path = run_dir / RECORD_NAME
+    try:
+        record = read_record(path) if path.is_file() else None
+    except UserError:
+        return False
+    return record is not None and record["status"] == "ok" and record["overrides"] == overrides
+
+
+def clear_attempt(run_dir: Path) -> None:
+    """Remove what an earlier attempt of a job wrote, so that a restart starts clean."""
+    for pattern in ATTEMPT_OUTPUTS:
+        for path in run_dir.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def error_line(error: BaseException) -> str:
+    """An exception as the one line a summary shows."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if not isinstance(error, UserError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text[:300]
+
+
+class JobRecord:
+    """The result record of one job, in its run directory: `running` from construction on."""
+
+    def __init__(self, run_dir: Path, overrides: dict, config: dict):
+        self.run_dir = run_dir
+        self.record = {"overrides": overrides, "status": "running", "error": None, "steps": None,
+                       "wall_s": None, "metrics": {}, "config": config}
+        self._start_s = time.perf_counter()
+        self._write()
+
+    def finish(self, steps: int, metrics: dict[str, float]) -> None:
+        self.record.update(status="ok", steps=steps, metrics={k: _finite_or_none(v) for k, v in metrics.items()})
+        self._end()
+
+    def fail(self, error: BaseException) -> None:
+        self.record.update(status="failed", error=error_line(error))
+        self._end()
+
+    def _end(self) -> None:
+        self.record["wall_s"] = round(time.perf_counter() - self._start_s, 3)
+        self._write()
+        write_job_hparams(self.run_dir, self.record)
+
+    def _write(self) -> None:
+        _write_atomic(self.run_dir / RECORD_NAME, json.dumps(self.record, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+def _write_events(logdir: Path, summaries: list[tuple[int, object]]) -> None:
+    """(step, Summary) pairs into a new event file in logdir (torch-free: tensorboard's writer)."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(logdir))
+    for step, summary in summaries:
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+    writer.close()
+
+
+def _hparams_summary(tag: str, **data):
+    """A Summary holding one HParams plugin record (experiment, session start or end)."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    content = plugin_data_pb2.HParamsPluginData(**data)
+    value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(content),
+                                      tensor=metadata.NULL_TENSOR)
+    return summary_pb2.Summary(value=[value])
+
+
+def write_job_hparams(run_dir: Path, record: dict) -> None:
+    """A finished job's HParams session (its overrides, its end status) and final/<metric>
+    scalars, into its own run directory: no sub-run, unlike SummaryWriter.add_hparams."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time() - (record["wall_s"] or 0))
+    for key, value in record["overrides"].items():
+        if isinstance(value, bool):
+            start.hparams[key].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[key].number_value = value
+        elif value is not None:
+            start.hparams[key].string_value = value
+    status = api_pb2.STATUS_SUCCESS if record["status"] == "ok" else api_pb2.STATUS_FAILURE
+    end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+    step = record["steps"] or 0
+    finals = [summary_pb2.Summary.Value(tag=f"final/{name}", simple_value=value)
+              for name, value in record["metrics"].items() if value is not None]
+    _write_events(run_dir, [(0, _hparams_summary(metadata.SESSION_START_INFO_TAG, session_start_info=start)),
+                            (step, summary_pb2.Summary(value=finals)),
+                            (step, _hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=end))])
+
+
+def _experiment_summary(records: list[dict], metric_names: list[str]):
+    """The HParams experiment of a sweep: every job's override keys and every final metric."""
+    from google.protobuf import struct_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    infos = []
+    swept = varying_keys(records)  # `differs` makes TensorBoard show these columns first
+    for key in _union(r["overrides"] for r in records):
+        values = [r["overrides"][key] for r in records if r["overrides"].get(key) is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            info = api_pb2.HParamInfo(name=key, type=api_pb2.DATA_TYPE_BOOL)
+        elif values and all(_is_number(v) for v in values):
+            info = api_pb2.HParamInfo(name=key, type=api_pb2.DATA_TYPE_FLOAT64)
+        else:
+            domain = struct_pb2.ListValue(values=[struct_pb2.Value(string_value=str(v)) for v in dict.fromkeys(values)])
+            info = api_pb2.HParamInfo(name=key, type=api_pb2.DATA_TYPE_STRING, domain_discrete=domain)
+        info.differs = key in swept
+        infos.append(info)
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"final/{name}")) for name in metric_names]
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
+    return _hparams_summary(metadata.EXPERIMENT_TAG, experiment=experiment)
+
+
+def _image_summary(tag: str, png: bytes):
+    from tensorboard.compat.proto import summary_pb2
+
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
+
+
+def _write_sweep_events(root: Path, records: list[dict], metric_names: list[str], png: bytes | None) -> None:
+    """The sweep directory's own event file; it replaces the one an earlier summary wrote."""
+    earlier = list(root.glob("events.out.tfevents.*"))
+    summaries = [(0, _experiment_summary(records, metric_names))]
+    if png is not None:
+        summaries.append((0, _image_summary("sweep/rate_distortion", png)))
+    _write_events(root, summaries)
+    for path in earlier:
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _union(dicts) -> list[str]:
+    """Keys of several dicts, in order of first appearance."""
+    return list(dict.fromkeys(key for d in dicts for key in d))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def varying_keys(records: list[dict]) -> list[str]:
+    """Override keys whose value differs between jobs (the swept ones)."""
+    keys = _union(r["overrides"] for r in records)
+    return [k for k in keys if len({json.dumps(r["overrides"].get(k)) for r in records}) > 1]
+
+
+def load_records(root: Path) -> list[dict]:
+    """Every job record under root, each with its `job` name (its directory relative to root),
+    sorted by the swept values (numbers by size)."""
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory: pass the sweep directory, e.g. genlab summarize outputs/multirun/<date>/<time>")
+    records = []
+    for path in sorted(root.rglob(RECORD_NAME)):
+        record = read_record(path)
+        record["job"] = path.parent.name if path.parent == root else str(path.parent.relative_to(root))
+        records.append(record)
+    if not records:
+        raise UserError(f"no job records ({RECORD_NAME}) under {root}: pass a directory that genlab train -m wrote")
+    keys = varying_keys(records)
+    records.sort(key=lambda r: [(0, v, "") if _is_number(v) else (1, 0, str(v))
+                                for v in (r["overrides"].get(k) for k in keys)] + [r["job"]])
+    return records
+
+
+def _cell(value) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def _csv(records: list[dict], metric_names: list[str]) -> str:
+    override_keys = _union(r["overrides"] for r in records)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["job", "status", "steps", "wall_s", *override_keys, *metric_names, "error"])
+    for r in records:
+        writer.writerow([r["job"], r["status"], _cell(r["steps"]), _cell(r["wall_s"]),
+                         *(_cell(r["overrides"].get(k)) for k in override_keys),
+                         *(_cell(r["metrics"].get(m)) for m in metric_names), r["error"] or ""])
+    return out.getvalue()
+
+
+def _table(root: Path, records: list[dict], metric_names: list[str]):
+    """The summary as a rich table: a column per metric, and the errors when a job failed."""
+    from rich.table import Table
+
+    ok = sum(r["status"] == "ok" for r in records)
+    table = Table(title=f"{root}: {ok} of {len(records)} jobs ok", title_justify="left")
+    table.add_column("job", overflow="fold")
+    for name in ("status", "steps", "wall_s", *metric_names):
+        table.add_column(name, justify="left" if name == "status" else "right", no_wrap=True)
+    errors = any(r["error"] for r in records)
+    if errors:
+        table.add_column("error", overflow="fold")
+    colour = {"ok": "green", "failed": "red", "running": "yellow"}
+    for r in records:
+        metrics = [("" if (v := r["metrics"].get(m)) is None else f"{v:.4g}") for m in metric_names]
+        wall = "" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
+        row = [r["job"], f"[{colour[r['status']]}]{r['status']}[/]", _cell(r["steps"]), wall, *metrics]
+        table.add_row(*row, *([r["error"] or ""] if errors else []))
+    return table
+
+
+def _is_beta(key: str) -> bool:
+    return key == "beta" or key.endswith(".beta")
+
+
+def rate_distortion_png(records: list[dict]) -> bytes | None:
+    """The R–D plot of the ok jobs that report recon_nats and kl_nats, as PNG bytes (None when
+    there are none). Jobs that differ only in β are joined by a line, ordered by β.
+    Needs matplotlib (ImportError otherwise)."""
+    points = [r for r in records if r["status"] == "ok"
+              and r["metrics"].get("recon_nats") is not None and r["metrics"].get("kl_nats") is not None]
+    if not points:
+        return None
+    from matplotlib.figure import Figure
+
+    others = [k for k in varying_keys(points) if not _is_beta(k)]
+    curves: dict[str, list[dict]] = {}
+    for r in points:
+        curves.setdefault(", ".join(f"{k}={r['overrides'].get(k)}" for k in others), []).append(r)
+    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    axes = figure.add_subplot()
+    for label, members in curves.items():
+        members.sort(key=lambda r: r["config"]["model"].get("beta") or 0)
+        distortion = [r["metrics"]["recon_nats"] for r in members]
+        rate = [r["metrics"]["kl_nats"] for r in members]
+        axes.plot(distortion, rate, marker="o", label=label or None)
+        for r, d, k in zip(members, distortion, rate):
+            beta = r["config"]["model"].get("beta")
+            if beta is not None:
+                axes.annotate(f"β={beta:g}", (d, k), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axes.set_xlabel("distortion D = −log p(x|z)  [recon_nats, nats per image]")
+    axes.set_ylabel("rate R = KL(q(z|x) ‖ p(z))  [kl_nats, nats per image]")
+    axes.set_title("Rate–distortion across the sweep (final training window)", fontsize=10)
+    axes.grid(alpha=0.3)
+    if any(curves):
+        axes.legend(fontsize=8)
+    out = io.BytesIO()
+    figure.savefig(out, format="png", bbox_inches="tight")
+    return out.getvalue()
+
+
+def summarize(root: Path, console=None) -> list[dict]:
+    """Write the summary files and TensorBoard events of the sweep directory `root` from its job
+    records, print the table, and return the records."""
+    from rich.console import Console
+
+    # Off a terminal (a log file, a cluster job) the table keeps its natural width.
+    console = console or Console(width=None if sys.stdout.isatty() else 1000)
+    records = load_records(root)
+    metric_names = _union(r["metrics"] for r in records)
+    _write_atomic(root / "summary.csv", _csv(records, metric_names))
+    _write_atomic(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
+    notes = [f"summary: {root / 'summary.csv'}, {root / 'summary.json'}"]
+    try:
+        png = rate_distortion_png(records)
+    except ImportError:
+        png = None
+        notes.append("rate–distortion plot skipped: matplotlib is not installed (pip install 'genlab[plots]')")
+    if png is not None:
+        (root / PLOT_NAME).write_bytes(png)
+        notes.append(f"rate–distortion plot: {root / PLOT_NAME}")
+    _write_sweep_events(root, records, metric_names, png)
+    console.print(_table(root, records, metric_names))
+    for note in notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    return records
+
+
+class SweepSummary(Callback):
+    """Hydra callback (configs/train.yaml): summarise the sweep when it ends; exit non-zero when
+    a job did not finish ok (jobs catch their own failures, so the others run to the end)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        root = Path(config.hydra.sweep.dir)
+        try:
+            records = summarize(root)
+        except UserError as e:
+            sys.exit(f"genlab train: error: {e}")
+        bad = [r["job"] for r in records if r["status"] != "ok"]
+        if bad:
+            sys.exit(f"genlab train: error: {len(bad)} of {len(records)} jobs did not finish ok ({', '.join(bad)}): "
+                     f"see {root / 'summary.csv'} and each job's train.log; re-run the same command to retry them")
+
+
+USAGE = """usage: genlab summarize PATH
+
+Rebuild the summary of a sweep directory from its jobs' result.json files: summary.csv,
+summary.json, rate_distortion.png and the sweep's TensorBoard event file; print the table.
+  genlab summarize outputs/multirun/<date>/<time>"""
+
+
+def run(args: list[str]) -> None:
+    """`genlab summarize PATH`."""
+    if args and args[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    if len(args) != 1:
+        sys.exit("genlab summarize: error: expected one PATH, the sweep directory: genlab summarize outputs/multirun/<date>/<time>")
+    try:
+        summarize(Path(args[0]))
+    except UserError as e:
+        sys.exit(f"genlab summarize: error: {e}")
