@@ -2,12 +2,14 @@
 cache, and bad input."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, genlab
+from conftest import SHARED_DATA, TINY, genlab
 from genlab.config import ConfigError, compose_jobs, validate_eval
 from genlab.errors import UserError
 from genlab.metrics.evaluation import Evaluation, applicable, check_fits, evaluate
@@ -157,3 +159,18 @@ def test_conditional_accuracy_is_per_requested_class():
     result = run.accuracy()
     assert result["per_class"] == [1.0, 1.0, 0.0] and result["accuracy"] == pytest.approx(2 / 3)
     assert result["per_class_n"] == 10
+
+
+
+def test_eval_on_mnist_binarizes_the_test_images_as_training_did(tmp_path):
+    shutil.copytree(SHARED_DATA / "MNIST", tmp_path / "MNIST")
+    (cfg,) = compose_jobs("train", [*TINY, "dataset=mnist", f"dataset.root={tmp_path}", "dataset.binarize=static",
+                                    "eval.at_end=[nll,fid]", *[f"eval.{s}" for s in SETTINGS],
+                                    f"eval.cache_dir={tmp_path / 'cache'}"], multirun=False)
+    train(cfg, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "checkpoints" / "eval.json").read_text())["metrics"]
+    assert metrics["nll"]["binarization"] == "one Bernoulli draw of the test images, seed 0 (training: static)"
+    assert "note" not in metrics["nll"] and metrics["nll"]["iwae_nll_nats"] <= metrics["nll"]["neg_elbo_nats"]
+    classifier = metrics["fid"]["classifier"]
+    assert Path(classifier["path"]).name.startswith("mnist-") and 0.1 < classifier["test_accuracy"] <= 1
+    assert metrics["fid"]["fid"] > metrics["fid"]["noise_floor"] > 0
