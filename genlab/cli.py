@@ -27,7 +27,10 @@ examples:
   genlab train -m beta=1,2,4,8
   genlab summarize outputs/multirun/<date>/<time>
   genlab train resume=outputs/<date>/<time>   continue a run (Ctrl-C or SIGTERM checkpoints first)
+  genlab train -m model=gan noise_dim=16,64,128
+  genlab train model=cgan model.loss=hinge
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
+  genlab sample ckpt=… mode=interpolate      also: label=K (cgan), mode=traverse (vae)
   genlab eval ckpt=outputs/<date>/<time>/checkpoints/last.pt metrics=[fid,kid,pr] n=10000
   genlab train --help            Hydra's help for a command: config groups and keys
   genlab train --cfg job         print the composed config

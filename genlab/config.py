@@ -70,6 +70,13 @@ def validate_train(cfg: DictConfig) -> None:
     if cfg.model.name == "vae":
         _require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
         _require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
+    if cfg.model.name in ("gan", "cgan"):
+        _require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
+        _require(cfg, "model.d_steps", "int", low=1)
+        _require(cfg, "model.r1_gamma", "number", low=0)
+        if _require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
+            raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
+                              "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")
     _require(cfg, "optimizer.lr", "number", low=0, low_open=True)
     _require(cfg, "optimizer.weight_decay", "number", low=0)
     if "betas" in cfg.optimizer:
@@ -81,6 +88,13 @@ def validate_train(cfg: DictConfig) -> None:
     validate_hardware(cfg)
     validate_eval(cfg, "eval.", "eval.at_end")
     _validate_dataset(cfg)
+    if cfg.model.name == "cgan":
+        from genlab.data import num_classes
+
+        classes = num_classes(cfg.dataset)
+        if classes < 2:
+            raise ConfigError(f"model=cgan needs a dataset with at least 2 classes, but dataset={cfg.dataset.name} "
+                              f"has {classes}: use model=gan")
 
 
 def validate_hardware(cfg: DictConfig) -> None:

@@ -25,7 +25,7 @@ from genlab.training.checkpoint import CheckpointError, load_checkpoint
 # A case that must import torch (loading a checkpoint, the nets' size rule) costs ~3 s of CPU, so
 # the table has one per kind of check; test_unusable_checkpoint covers the other files in-process.
 CASES = {
-    "unknown model": ("train model=nope", "model=nope is not an option: choose model= one of vae"),
+    "unknown model": ("train model=nope", "model=nope is not an option: choose model= one of cgan, gan, vae"),
     "unknown dataset": ("train dataset=nope", "dataset=nope is not an option"),
     "unknown optimizer": ("train optimizer=nope", "optimizer=nope is not an option: choose optimizer= one of"),
     "unknown hardware": ("train hardware=tpu", "hardware=tpu is not an option: choose hardware= one of"),
@@ -38,7 +38,7 @@ CASES = {
     "output dir under a file": ("train hydra.run.dir={base}/a_file/run", "is not a directory; choose another hydra.run.dir"),
     "fresh run over a trained run": ("train hydra.run.dir={base}/run", "already holds a trained run: continue it with `genlab train resume={base}/run`"),
     "force_resume without resume": ("train force_resume=true", "force_resume=true needs resume="),
-    "sample: unknown key": ("sample ckpt={base}/run mode=traverse", "unknown key 'mode'"),
+    "sample: unknown key": ("sample ckpt={base}/run nn=4", "unknown key 'nn'"),
     "sample: code in the pickle": ("sample ckpt={base}/evil.pt", "evil.pt was refused and not loaded: it would call posix.system"),
     "resume: missing checkpoint": ("train resume={base}/nowhere", "checkpoint not found: {base}/nowhere"),
     "resume: empty checkpoint": ("train resume={base}/empty.pt", "empty.pt is empty (0 bytes)"),
@@ -105,7 +105,7 @@ def test_bad_input(outcomes, case):
 def test_sample_into_an_unwritable_place(outcomes):
     base = outcomes[0]
     with pytest.raises(UserError, match=f"cannot write {base}/a_file/grid.png: .*; choose another out="):
-        sample(str(base / "run"), 4, 0, str(base / "a_file" / "grid.png"))
+        sample(str(base / "run"), 4, 0, str(base / "a_file" / "grid.png"), mode="grid", steps=8, label=None)
     assert snapshot(base) == outcomes[2]
 
 

@@ -26,7 +26,7 @@ from genlab.training.checkpoint import CheckpointError, RunCheckpoints, load_che
 from genlab.training.loop import NonFiniteError, Trainer, fit
 
 # Models whose continuation must be exact; each new model family is added here.
-MODELS = ["vae"]
+MODELS = ["vae", "gan", "cgan"]
 
 
 def compose(*overrides: str):

@@ -30,3 +30,16 @@ def build_dataset(cfg: dict, seed: int) -> ImageData:
     if cfg["binarize"] == "static":
         data = binarize_static(data, seed)
     return data
+
+
+def num_classes(cfg: dict) -> int:
+    """The number of classes of the dataset cfg names, without loading it (for config validation)."""
+    if cfg["name"] == "shapes":
+        from genlab.data.shapes import SHAPE_NAMES
+
+        return len(SHAPE_NAMES)
+    if cfg["name"] in ("mnist", "fashion_mnist"):
+        return 10
+    if cfg["name"] == "celeba":
+        return 2 ** len(cfg["attributes"])
+    raise ValueError(f"unknown dataset {cfg['name']!r}")

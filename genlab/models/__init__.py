@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from genlab.models.gan import CGAN, GAN
 from genlab.models.vae import VAE
 
-MODELS = {"vae": VAE}
+MODELS = {"vae": VAE, "gan": GAN, "cgan": CGAN}
 
 
 def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):

@@ -15,6 +15,9 @@ Active latent units (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Au
 §5.2): dimension d is active when A_d = Cov_x(E_q[z_d|x]) = Var_x(μ_d(x)) > 0.01, the variance
 (with Bessel's correction) of the posterior mean over data images. An inactive dimension encodes
 nothing about x: its posterior has collapsed to the same distribution for every image.
+
+Latent traversal (the figure of Higgins et al. 2017): row i decodes z with z_i swept over
+[−3, 3] (±3 prior standard deviations) and every other coordinate fixed at one draw from the prior.
 """
 
 from __future__ import annotations
@@ -37,8 +40,13 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
 
 
+TRAVERSAL_RANGE = 3.0  # a traversal sweeps each latent over ±this many prior standard deviations
+
+
 class VAE:
     """A β-VAE with one Adam/AdamW/SGD optimizer over encoder and decoder."""
+
+    conditional = False
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
@@ -83,8 +91,20 @@ class VAE:
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.decode(z)
+        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean images in [0, 1] for latents z (on any device)."""
+        return self.decode(z.to(self.device))
+
+    def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """Latents (latent_dim·steps, latent_dim): row i sweeps z_i over ±TRAVERSAL_RANGE, the rest stay at one z ~ N(0, I)."""
+        d = self.latent_dim
+        z = torch.randn(d, generator=generator).repeat(d, steps, 1)
+        dims = torch.arange(d)
+        z[dims, :, dims] = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, steps)
+        return z.flatten(0, 1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,242 @@
+"""GAN and class-conditional GAN: DCGAN networks, non-saturating or hinge loss, an EMA generator.
+
+Networks (Radford et al. 2016, "Unsupervised Representation Learning with Deep Convolutional
+GANs"): the generator maps z ~ N(0, I) through a linear projection and stride-2 transposed
+convolutions with BatchNorm + ReLU to tanh output x̃ in [−1, 1] (images in [0, 1] are (x̃ + 1)/2);
+the discriminator maps an image scaled to [−1, 1] through stride-2 convolutions with LeakyReLU(0.2)
+(BatchNorm after all but the first) to features φ(x) and a real-valued score (a logit):
+
+    gan:   D(x)    = w·φ(x) + b
+    cgan:  D(x, y) = w·φ(x) + b + e_D(y)·φ(x)      projection discriminator (Miyato & Koyama 2018,
+                                                   "cGANs with Projection Discriminator")
+           G(z, y): every BatchNorm of G is class-conditional, γ_y·x̂ + β_y, with learned label
+                    embeddings γ, β (de Vries et al. 2017; the generator of Miyato & Koyama 2018)
+
+Concatenating a label embedding to z instead made G ignore z within a class on shapes and MNIST
+(every image of a class row identical after 500–1,250 steps), likely because G's BatchNorm divides
+by the total variance, which the label term came to dominate; conditional BatchNorm normalises the
+z-driven features and then modulates them per class.
+Weights start from DCGAN's N(0, 0.02²); γ_y = 1, β_y = 0 and e_D ~ N(0, 0.02²) at the start.
+
+Losses per image, with σ the logistic sigmoid, softplus(t) = log(1 + eᵗ) and x̃ = G(z, y):
+
+    nonsaturating (Goodfellow et al. 2014, "Generative Adversarial Nets", §3), in nats:
+        L_D = −log σ(D(x)) − log(1 − σ(D(x̃)))  =  softplus(−D(x)) + softplus(D(x̃))
+        L_G = −log σ(D(x̃))                      =  softplus(−D(x̃))
+    hinge (Lim & Ye 2017, "Geometric GAN"; Miyato et al. 2018, "Spectral Normalization for GANs"):
+        L_D = max(0, 1 − D(x)) + max(0, 1 + D(x̃))
+        L_G = −D(x̃)
+    plus, for D, the R1 penalty on real images x in [−1, 1] (Mescheder et al. 2018, "Which
+    Training Methods for GANs do actually Converge?"):
+        R1 = (γ/2)·‖∇_x D(x)‖²,   γ = r1_gamma (0 turns it off)
+    Without it, D on shapes (images on a 5-factor manifold) won outright within 300 steps at 32 px
+    (d_loss < 0.01) and G stopped learning.
+
+One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then one
+generator update with fresh z. Fake images take the real batch's labels, so the cGAN's fakes follow
+the data's class frequencies. All noise comes from torch's global RNG (seeded by the run and saved
+in its checkpoints), so runs repeat exactly on the CPU.
+
+EMA generator (as in Karras et al. 2018, "Progressive Growing of GANs", and BigGAN): after each
+generator update t = 0, 1, …, every parameter and BatchNorm running statistic of the EMA copy moves
+
+    θ_ema ← β_t·θ_ema + (1 − β_t)·θ,   β_t = min(ema_decay, (1 + t)/(10 + t))
+
+(the warm-up of TensorFlow's ExponentialMovingAverage(num_updates), so short runs are not dominated
+by the initial weights; ema_decay = 0 makes the EMA a copy of G). Samples and grids come from the EMA
+generator, always in eval mode, so each image depends only on its own z and y.
+
+Logged scalars (per image, averaged over the d_steps updates where they come from D):
+    d_loss, g_loss        L_D (without R1) and L_G
+    r1_grad_sq            ‖∇_x D(x)‖² on the real batch
+    d_real, d_fake        nonsaturating: mean σ(D(x)), σ(D(x̃)), the probability D gives "real";
+                          hinge: the mean raw scores D(x), D(x̃)
+    d_grad_norm, g_grad_norm   global L2 norm of each network's gradient (D's including R1)
+                          before its optimizer step
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.data.batches import Batch
+from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
+from genlab.models.optim import make_optimizer
+
+
+class Generator(nn.Module):
+    """(z, labels) → images in [−1, 1]; labels are used only when num_classes > 0."""
+
+    def __init__(self, image_shape, width: int, latent_dim: int, num_classes: int):
+        super().__init__()
+        self.net = ConvDecoder(image_shape, width, latent_dim, norm=True, num_classes=num_classes)
+        self.net.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.net(z, labels))
+
+
+class Discriminator(nn.Module):
+    """(images in [−1, 1], labels) → scores (N,); projection term only when num_classes > 0."""
+
+    def __init__(self, image_shape, width: int, num_classes: int):
+        super().__init__()
+        self.net = ConvEncoder(image_shape, width, 1, norm=True, slope=0.2)
+        self.net.apply(dcgan_init)
+        self.project = nn.Embedding(num_classes, self.net.flat_features) if num_classes else None
+        if self.project is not None:
+            nn.init.normal_(self.project.weight, 0.0, 0.02)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.net.features(x)
+        score = self.net.head(features).squeeze(1)
+        if self.project is not None:
+            score = score + (self.project(labels) * features).sum(1)
+        return score
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+
+
+class GAN:
+    """Unconditional DCGAN with two optimizers (same optimizer section, one per network)."""
+
+    conditional = False
+
+    def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
+        self.image_shape = tuple(image_shape)
+        self.latent_dim, self.loss = model["latent_dim"], model["loss"]
+        self.d_steps, self.ema_decay, self.r1_gamma = model["d_steps"], model["ema_decay"], model["r1_gamma"]
+        self.num_classes = num_classes if self.conditional else 0
+        self.generator = Generator(image_shape, model["width"], self.latent_dim, self.num_classes).to(device)
+        self.discriminator = Discriminator(image_shape, model["width"], self.num_classes).to(device)
+        self.generator_ema = copy.deepcopy(self.generator).train(False).requires_grad_(False)
+        self.ema_updates = 0
+        self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
+        self.d_optimizer = make_optimizer(self.discriminator.parameters(), optimizer)
+        self.device = device
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=self.device)
+
+    def _d_loss(self, real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
+        if self.loss == "hinge":
+            return (F.relu(1 - real_score) + F.relu(1 + fake_score)).mean()
+        return (F.softplus(-real_score) + F.softplus(fake_score)).mean()
+
+    def _g_loss(self, fake_score: torch.Tensor) -> torch.Tensor:
+        return (-fake_score if self.loss == "hinge" else F.softplus(-fake_score)).mean()
+
+    def _shown(self, score: torch.Tensor) -> torch.Tensor:
+        """What d_real / d_fake report: σ(score) for the nonsaturating loss, the raw score for hinge."""
+        return (score if self.loss == "hinge" else torch.sigmoid(score)).detach().mean()
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        real = (batch.images * 2 - 1).requires_grad_(self.r1_gamma > 0)
+        labels = batch.labels if self.conditional else None
+        n = real.shape[0]
+        d_stats = []
+        for _ in range(self.d_steps):
+            with torch.no_grad():
+                fake = self.generator(self._noise(n), labels)
+            real_score = self.discriminator(real, labels).float()
+            fake_score = self.discriminator(fake, labels).float()
+            d_loss = self._d_loss(real_score, fake_score)
+            grad_sq = torch.zeros((), device=self.device)
+            if self.r1_gamma > 0:
+                (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
+                grad_sq = grad.float().pow(2).flatten(1).sum(1).mean()
+            self.d_optimizer.zero_grad(set_to_none=True)
+            (d_loss + self.r1_gamma / 2 * grad_sq).backward()
+            d_stats.append(torch.stack([d_loss.detach(), grad_sq.detach(), self._shown(real_score),
+                                        self._shown(fake_score), _grad_norm(self.discriminator)]))
+            self.d_optimizer.step()
+
+        # D's weights get no gradient from the generator's loss: skip computing it.
+        self.discriminator.requires_grad_(False)
+        g_loss = self._g_loss(self.discriminator(self.generator(self._noise(n), labels), labels).float())
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.discriminator.requires_grad_(True)
+        g_grad_norm = _grad_norm(self.generator)
+        self.g_optimizer.step()
+        self._update_ema()
+
+        d_loss, r1_grad_sq, d_real, d_fake, d_grad_norm = torch.stack(d_stats).mean(0)
+        return {"d_loss": d_loss, "g_loss": g_loss.detach(), "d_real": d_real, "d_fake": d_fake,
+                "r1_grad_sq": r1_grad_sq, "d_grad_norm": d_grad_norm, "g_grad_norm": g_grad_norm}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        t = self.ema_updates
+        keep = min(self.ema_decay, (1 + t) / (10 + t))
+        for ema, raw in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            ema.lerp_(raw, 1 - keep)
+        for ema, raw in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            if ema.is_floating_point():
+                ema.lerp_(raw, 1 - keep)
+            else:  # BatchNorm's num_batches_tracked
+                ema.copy_(raw)
+        self.ema_updates += 1
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from the EMA generator for latents z (and class labels, cgan)."""
+        labels = None if labels is None else labels.to(self.device)
+        return (self.generator_ema(z.to(self.device), labels) + 1) / 2
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
+
+    def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
+        """Grids to log: name → (images in [0, 1], images per row); the same generator seed gives fixed noise."""
+        n = real.shape[0]
+        return {"samples": (self.sample(n, generator), math.ceil(math.sqrt(n)))}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.g_optimizer, "discriminator": self.d_optimizer}
+
+    def train(self, mode: bool) -> None:
+        self.generator.train(mode)
+        self.discriminator.train(mode)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "generator_ema": self.generator_ema.state_dict(), "ema_updates": self.ema_updates,
+                "g_optimizer": self.g_optimizer.state_dict(), "d_optimizer": self.d_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.generator_ema.load_state_dict(state["generator_ema"])
+        self.ema_updates = state["ema_updates"]
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+
+
+class CGAN(GAN):
+    """Class-conditional GAN: label embedding in G, projection discriminator; classes from the dataset."""
+
+    conditional = True
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n samples of classes drawn uniformly."""
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return self.generate(z, torch.randint(self.num_classes, (n,), generator=generator))
+
+    def class_grid(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """Row k is class k; column j uses the same z_j in every row. Returns (images, per_row)."""
+        z = torch.randn(columns, self.latent_dim, generator=generator).repeat(self.num_classes, 1)
+        labels = torch.arange(self.num_classes).repeat_interleave(columns)
+        return self.generate(z, labels), columns
+
+    def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
+        grids = super().image_grids(real, generator)
+        grids["classes"] = self.class_grid(max(1, real.shape[0] // self.num_classes), generator)
+        return grids

@@ -1,0 +1,223 @@
+"""GAN and cGAN: network shapes, the losses against their closed forms, one update, the EMA
+generator, determinism and resume, config validation, and one end-to-end cgan run."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import TINY, genlab
+from genlab.config import ConfigError, compose_jobs, validate_train
+from genlab.data.batches import Batch
+from genlab.models import build_model
+from genlab.training.loop import rng_state, set_rng_state
+
+CPU = torch.device("cpu")
+torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
+SCALARS = {"d_loss", "g_loss", "d_real", "d_fake", "r1_grad_sq", "d_grad_norm", "g_grad_norm"}
+
+
+def composed(*overrides: str):
+    return compose_jobs("train", list(overrides), multirun=False)[0]
+
+
+@functools.cache
+def _plain(name: str) -> dict:
+    return OmegaConf.to_container(composed(f"model={name}", "noise_dim=8", "model.width=4"), resolve=True)
+
+
+def make(name: str, image_shape=(1, 16, 16), num_classes: int = 3, **model):
+    """A model built from the YAML defaults of model=<name>, with `model` keys overridden."""
+    cfg = copy.deepcopy(_plain(name))
+    cfg["model"].update(model)
+    return build_model(cfg["model"], cfg["optimizer"], image_shape, num_classes, CPU)
+
+
+def batch(n=8, image_shape=(1, 16, 16), num_classes=3, seed=0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.rand(n, *image_shape, generator=g), torch.randint(num_classes, (n,), generator=g))
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_network_shapes(name, channels, size):
+    torch.manual_seed(0)
+    model = make(name, (channels, size, size))
+    labels = torch.tensor([0, 2]) if name == "cgan" else None
+    images = model.generator(torch.randn(2, model.latent_dim), labels)
+    assert images.shape == (2, channels, size, size)
+    assert images.abs().max() <= 1
+    assert model.discriminator(images, labels).shape == (2,)
+    samples = model.sample(5, torch.Generator().manual_seed(0))
+    assert samples.shape == (5, channels, size, size) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_losses_match_closed_forms():
+    real, fake = torch.tensor([2.0, -1.0, 0.3]), torch.tensor([0.5, -3.0, 1.2])
+    sig = torch.sigmoid
+    ns = make("gan", loss="nonsaturating")
+    torch.testing.assert_close(ns._d_loss(real, fake), (-torch.log(sig(real)) - torch.log(1 - sig(fake))).mean())
+    torch.testing.assert_close(ns._g_loss(fake), (-torch.log(sig(fake))).mean())
+    hinge = make("gan", loss="hinge")
+    # max(0, 1 − D(x)): 0, 2, 0.7;  max(0, 1 + D(x̃)): 1.5, 0, 2.2
+    torch.testing.assert_close(hinge._d_loss(real, fake), torch.tensor((0 + 2 + 0.7 + 1.5 + 0 + 2.2) / 3))
+    torch.testing.assert_close(hinge._g_loss(fake), torch.tensor(-(0.5 - 3.0 + 1.2) / 3))
+
+
+@pytest.mark.parametrize("name,loss,d_steps", [("gan", "nonsaturating", 1), ("cgan", "hinge", 2)])
+def test_one_step_updates_both_networks(name, loss, d_steps):
+    torch.manual_seed(0)
+    model = make(name, loss=loss, d_steps=d_steps)
+    before = copy.deepcopy(model.state_dict())
+    metrics = model.train_step(batch())
+    after = model.state_dict()
+    assert set(metrics) == SCALARS
+    assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in metrics.values())
+    if loss == "nonsaturating":
+        assert 0 < metrics["d_real"] < 1 and 0 < metrics["d_fake"] < 1  # probabilities
+    for net in ("generator", "discriminator"):
+        changed = [k for k, v in after[net].items() if v.is_floating_point() and not torch.equal(v, before[net][k])]
+        assert changed, f"{net} did not change"
+        assert all(torch.isfinite(v).all() for v in after[net].values() if v.is_floating_point())
+    if name == "cgan":  # the class gains of G's first BatchNorm and D's projection are trained too
+        assert not torch.equal(after["generator"]["net.deconvs.0.gain.weight"], before["generator"]["net.deconvs.0.gain.weight"])
+        assert not torch.equal(after["discriminator"]["project.weight"], before["discriminator"]["project.weight"])
+
+
+def test_r1_is_the_squared_input_gradient_of_d_on_real_images():
+    torch.manual_seed(0)
+    model = make("cgan", r1_gamma=10.0)
+    d_before, data = copy.deepcopy(model.discriminator), batch()
+    x = (data.images * 2 - 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d_before(x, data.labels).sum(), x)
+    metrics = model.train_step(data)
+    torch.testing.assert_close(metrics["r1_grad_sq"], grad.pow(2).flatten(1).sum(1).mean())
+    assert make("gan", r1_gamma=0.0).train_step(data)["r1_grad_sq"] == 0
+
+
+def test_ema_follows_its_formula_and_is_what_sample_uses():
+    torch.manual_seed(0)
+    model = make("gan", ema_decay=0.999)
+    start = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    model.train_step(batch())
+    # First update: β_0 = min(0.999, 1/10) = 0.1, so θ_ema = 0.1·θ_0 + 0.9·θ_1 (running stats too).
+    for key, ema in model.generator_ema.state_dict().items():
+        raw = model.generator.state_dict()[key]
+        expected = raw if not raw.is_floating_point() else 0.1 * start[key] + 0.9 * raw
+        torch.testing.assert_close(ema, expected)
+    for _ in range(2):
+        model.train_step(batch())
+    raw, ema = model.generator.state_dict(), model.generator_ema.state_dict()
+    assert all(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+
+    z = torch.randn(6, model.latent_dim, generator=torch.Generator().manual_seed(1))
+    samples = model.sample(6, torch.Generator().manual_seed(1))
+    model.train(False)
+    with torch.no_grad():
+        torch.testing.assert_close(samples, (model.generator_ema(z) + 1) / 2)
+        assert not torch.allclose(samples, (model.generator(z) + 1) / 2, atol=1e-4)
+
+
+def test_class_grid_row_k_is_class_k():
+    torch.manual_seed(0)
+    model = make("cgan")
+    model.train_step(batch())
+    images, per_row = model.class_grid(4, torch.Generator().manual_seed(3))
+    assert per_row == 4 and images.shape == (3 * 4, 1, 16, 16)
+    z = torch.randn(4, model.latent_dim, generator=torch.Generator().manual_seed(3))
+    rows = images.view(3, 4, 1, 16, 16)
+    for k in range(3):  # row k: class k with the same noise z_0..z_3 in every row
+        torch.testing.assert_close(rows[k], model.generate(z, torch.full((4,), k)))
+    assert not torch.allclose(rows[0], rows[1])
+    grids = model.image_grids(torch.zeros(7, 1, 16, 16), torch.Generator().manual_seed(0))
+    assert grids["samples"][0].shape[0] == 7 and grids["classes"][1] == 7 // 3
+
+
+def _train(model, first: int, last: int):
+    """Steps first … last − 1, step i on real batch i."""
+    return [model.train_step(batch(seed=i)) for i in range(first, last)]
+
+
+def test_training_is_deterministic_and_resumes_exactly():
+    torch.manual_seed(0)
+    first = make("cgan", d_steps=2)
+    _train(first, 0, 2)
+    saved_state, saved_rng = copy.deepcopy(first.state_dict()), rng_state()
+    continued = _train(first, 2, 4)
+
+    resumed = make("cgan", d_steps=2)
+    resumed.load_state_dict(saved_state)
+    set_rng_state(saved_rng)
+    resumed_metrics = _train(resumed, 2, 4)
+    torch.manual_seed(0)
+    again = make("cgan", d_steps=2)
+    again_metrics = _train(again, 0, 4)[2:]
+    for model, metrics in ((resumed, resumed_metrics), (again, again_metrics)):
+        for a, b in zip(continued, metrics):
+            assert {k: v.item() for k, v in a.items()} == {k: v.item() for k, v in b.items()}
+        torch.testing.assert_close(model.generator_ema.state_dict(), first.generator_ema.state_dict(), rtol=0, atol=0)
+
+
+def test_state_dict_is_plain_data(tmp_path):
+    model = make("cgan")
+    model.train_step(batch())
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    loaded = make("cgan")
+    loaded.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    assert loaded.ema_updates == 1
+    g = torch.Generator()
+    torch.testing.assert_close(loaded.sample(4, g.manual_seed(0)), model.sample(4, g.manual_seed(0)))
+
+
+def test_noise_dim_defaults_per_model_and_the_command_line_wins():
+    assert composed("model=vae").model.latent_dim == 10
+    assert composed("model=gan").noise_dim == composed("model=cgan").model.latent_dim == 64
+    assert composed("model=cgan", "noise_dim=16").model.latent_dim == 16
+    gan = composed("model=gan")
+    assert (gan.optimizer.lr, list(gan.optimizer.betas)) == (2.0e-4, [0.5, 0.999])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.loss=wasserstein", "model.loss='wasserstein' is not allowed: choose one of nonsaturating, hinge"),
+    ("model.d_steps=0", "model.d_steps=0 is not allowed: expected an integer >= 1"),
+    ("model.r1_gamma=-1", "model.r1_gamma=-1 is not allowed: expected a number >= 0"),
+    ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
+    ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),
+])
+def test_bad_gan_values_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as error:
+        validate_train(composed("model=cgan", override))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_cgan_needs_two_classes(monkeypatch):
+    import genlab.data
+
+    validate_train(composed("model=cgan"))  # shapes has 3
+    monkeypatch.setattr(genlab.data, "num_classes", lambda cfg: 1)
+    with pytest.raises(ConfigError, match=r"^model=cgan needs a dataset with at least 2 classes, but dataset=shapes has 1: use model=gan$"):
+        validate_train(composed("model=cgan"))
+    validate_train(composed("model=gan"))
+
+
+def test_cgan_end_to_end(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = genlab("train", "model=cgan", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    assert {p.name for p in (run / "samples").iterdir()} == {
+        f"step_{s:07d}_{g}.png" for s in (2, 4) for g in ("samples", "classes")}
+    events = EventAccumulator(str(run)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {f"train/{name}" for name in SCALARS} | {"lr/generator", "lr/discriminator", "perf/img_per_s"} <= tags
+    assert {"images/samples", "images/classes"} <= set(events.Tags()["images"])
+    assert all(math.isfinite(e.value) for tag in tags for e in events.Scalars(tag))
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["model"]["ema_updates"] == 4 and state["config"]["model"]["latent_dim"] == 64
