@@ -153,7 +153,8 @@ class BrightnessClassifier(torch.nn.Module):
 
 
 def test_conditional_accuracy_is_per_requested_class():
-    settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", "n=31"], multirun=False)[0], resolve=True)
+    settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", "n=32", "batch_size=7"], multirun=False)[0],
+                                      resolve=True)
     run = Evaluation(ToyCGAN(), "cgan", {"name": "shapes", "image_size": 8}, 3, settings, torch.device("cpu"))
     run._classifier = (BrightnessClassifier(), {"path": "toy", "test_accuracy": {"overall": 1.0, "per_class": [1.0] * 3}})
     result = run.accuracy()
@@ -174,3 +175,13 @@ def test_eval_on_mnist_binarizes_the_test_images_as_training_did(tmp_path):
     classifier = metrics["fid"]["classifier"]
     assert Path(classifier["path"]).name.startswith("mnist-") and 0.1 < classifier["test_accuracy"] <= 1
     assert metrics["fid"]["fid"] > metrics["fid"]["noise_floor"] > 0
+
+
+def test_cgan_accuracy_at_end_of_training_has_one_entry_per_class(tmp_path):
+    (cfg,) = compose_jobs("train", [*TINY, "model=cgan", "eval.at_end=[accuracy]", *[f"eval.{s}" for s in SETTINGS],
+                                    f"eval.cache_dir={tmp_path / 'cache'}"], multirun=False)
+    result = train(cfg, tmp_path / "run")
+    accuracy = json.loads((tmp_path / "run" / "checkpoints" / "eval.json").read_text())["metrics"]["accuracy"]
+    assert len(accuracy["per_class"]) == 3 and accuracy["per_class_n"] == 40 // 3
+    assert accuracy["accuracy"] == pytest.approx(sum(accuracy["per_class"]) / 3)
+    assert result["metrics"]["eval/accuracy"] == accuracy["accuracy"]

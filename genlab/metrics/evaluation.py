@@ -100,17 +100,19 @@ class Evaluation:
         return self.split(split).images(torch.arange(self.n)).cpu()
 
     def generated(self, labels=None):
-        """n generated images, uint8 on the CPU, from the seed (class `labels[i]` for a cgan)."""
+        """Generated images, uint8 on the CPU, from the seed: n of them, or one of class `labels[i]`
+        for each label (cgan)."""
         generator = torch.Generator().manual_seed(self.settings["seed"])
+        total = self.n if labels is None else len(labels)
         images = []
-        with progress_bar("generating", self.n) as advance:
-            for start in range(0, self.n, self.batch_size):
-                count = min(self.batch_size, self.n - start)
+        with progress_bar("generating", total) as advance:
+            for start in range(0, total, self.batch_size):
+                count = min(self.batch_size, total - start)
                 if labels is None:
                     batch = self.model.sample(count, generator)
                 else:
-                    z = torch.randn(count, self.model.latent_dim, generator=generator).to(self.device)
-                    batch = self.model.generate(z, labels[start : start + count].to(self.device))
+                    z = torch.randn(count, self.model.latent_dim, generator=generator)
+                    batch = self.model.generate(z.to(self.device), labels[start : start + count].to(self.device))
                 images.append(batch.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
                 advance(count)
         return torch.cat(images)
