@@ -3,7 +3,8 @@
 Chen, Li, Grosse & Duvenaud 2018, "Isolating Sources of Disentanglement in Variational
 Autoencoders", with the settings of disentanglement_lib (Locatello et al. 2019, "Challenging Common
 Assumptions in the Unsupervised Learning of Disentangled Representations"), whose `_compute_mig`
-this follows step by step: 10,000 points; the representation is the encoder's mean μ(x); each
+this follows step by step (disentanglement_lib itself needs TensorFlow 1 and gin, so it is not a
+dependency; the discretisation is tested against numpy's histogram + digitize): 10,000 points; the representation is the encoder's mean μ(x); each
 latent dimension is discretised into 20 equal-width bins between its min and max (np.histogram +
 np.digitize); ground-truth factors are their integer classes. Then, with discrete mutual information
 and entropy in nats (sklearn's mutual_info_score):

@@ -3,7 +3,10 @@
 Each compares feature vectors (N×D) of real and generated images, embedded by the same network:
 genlab's domain classifier (`fid`, `kid`, `pr`) or Inception-v3 (`inception_fid`, which goes
 through torchmetrics instead, see genlab/metrics/inception.py). torchmetrics is an optional extra,
-so these in-house versions (torch only) are tested against direct numpy/scipy computations.
+not a core dependency, so these versions (torch only) are genlab's own: tested against direct
+numpy/scipy computations, and FID and KID against torchmetrics' FrechetInceptionDistance and
+KernelInceptionDistance (tests/test_metrics_reference.py). Precision/recall follows the authors'
+reference code (NVlabs/precision-recall, TensorFlow), which no maintained PyTorch library ships.
 
 Fréchet distance (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a
 Local Nash Equilibrium"), between Gaussians N(μ₁, Σ₁), N(μ₂, Σ₂) fitted to the two sets:

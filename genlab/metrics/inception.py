@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -119,7 +120,9 @@ def make_metric(weights: Path | None):
         except Exception as e:  # torch-fidelity's download: URLError, HTTPError, a partial file…
             raise UserError(f"Inception weights are neither installed nor downloadable here (torch-fidelity's download "
                             f"failed: {' '.join(str(e).split())[:120]}): {INSTALL_HINT}") from None
-    scripted = torch.jit.load(str(weights), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
+        scripted = torch.jit.load(str(weights), map_location="cpu")
     return FrechetInceptionDistance(feature=InceptionFeatures(scripted))
 
 
