@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 
 from genlab.errors import UserError
+
+log = logging.getLogger("genlab")
 
 FACTOR_DATASETS = ("shapes",)
 
@@ -45,9 +48,16 @@ def check_fits(metrics: list[str], model: str, dataset: str) -> None:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int):
-    """Yields advance(count); a rich progress bar on a terminal, silent otherwise."""
+    """Yields advance(count); a rich progress bar on a terminal, else a log line per tenth done."""
     if not sys.stderr.isatty():
-        yield lambda count: None
+        done = [0]
+
+        def advance(count: int) -> None:
+            before, done[0] = done[0], done[0] + count
+            if done[0] * 10 // total > before * 10 // total:
+                log.info(f"{description}: {done[0]:,}/{total:,}")
+
+        yield advance
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
