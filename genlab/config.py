@@ -87,6 +87,19 @@ def validate_train(cfg: DictConfig) -> None:
             raise ConfigError(f"optimizer.betas={OmegaConf.to_container(betas) if OmegaConf.is_list(betas) else betas!r} is not allowed: expected two numbers in [0, 1), e.g. [0.9,0.999]")
     if "momentum" in cfg.optimizer:
         _require(cfg, "optimizer.momentum", "number", low=0, high=1)
+    validate_hardware(cfg)
+    validate_eval(cfg, "eval.", "eval.at_end")
+    _validate_dataset(cfg)
+    if cfg.model.name == "cgan":
+        from genlab.data import num_classes
+
+        classes = num_classes(cfg.dataset)
+        if classes < 2:
+            raise ConfigError(f"model=cgan needs a dataset with at least 2 classes, but dataset={cfg.dataset.name} "
+                              f"has {classes}: use model=gan")
+
+
+def validate_hardware(cfg: DictConfig) -> None:
     device = cfg.hardware.device
     if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
         raise ConfigError(f"hardware.device={device!r} is not allowed: choose auto, cpu, cuda or cuda:N")
@@ -99,14 +112,42 @@ def validate_train(cfg: DictConfig) -> None:
     _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
         _require(cfg, "hardware.threads", "int", low=1)
-    _validate_dataset(cfg)
-    if cfg.model.name == "cgan":
-        from genlab.data import num_classes
 
-        classes = num_classes(cfg.dataset)
-        if classes < 2:
-            raise ConfigError(f"model=cgan needs a dataset with at least 2 classes, but dataset={cfg.dataset.name} "
-                              f"has {classes}: use model=gan")
+
+METRICS = ("nll", "fid", "kid", "pr", "accuracy", "mig", "inception_fid")
+
+
+def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
+    """Raise ConfigError for the first bad evaluation setting: the keys of configs/evaluation/ at
+    `prefix` ("" in `genlab eval`, "eval." in `genlab train`) and the metric list at `metrics_key`."""
+    metrics = OmegaConf.select(cfg, metrics_key)
+    names = OmegaConf.to_container(metrics) if OmegaConf.is_list(metrics) else metrics
+    if names != "auto":
+        empty_ok = metrics_key != "metrics"  # eval.at_end=[] turns the end-of-training evaluation off
+        if not isinstance(names, list) or any(m not in METRICS for m in names) or len(set(names)) != len(names) \
+                or not (names or empty_ok):
+            raise ConfigError(f"{metrics_key}={names!r} is not allowed: expected auto or a list of different metrics "
+                              f"from {', '.join(METRICS)}, e.g. {metrics_key}=[fid,kid]")
+    _require(cfg, f"{prefix}n", "int", low=10)
+    for key in ("k", "batch_size", "kid_subsets", "classifier.width", "classifier.features", "classifier.steps",
+                "classifier.batch_size", "inception.batch_size"):
+        _require(cfg, f"{prefix}{key}", "int", low=1)
+    for key in ("seed", "classifier.seed"):
+        _require(cfg, f"{prefix}{key}", "int", low=0)
+    _require(cfg, f"{prefix}kid_subset_size", "int", low=2)
+    _require(cfg, f"{prefix}classifier.lr", "number", low=0, low_open=True)
+    dropout = _require(cfg, f"{prefix}classifier.dropout", "number", low=0, high=1)
+    if dropout == 1:
+        raise ConfigError(f"{prefix}classifier.dropout=1 is not allowed: expected a number in [0, 1)")
+    data_root = OmegaConf.select(cfg, f"{prefix}data_root")
+    if data_root is not None and not (isinstance(data_root, str) and data_root.strip()):
+        raise ConfigError(f"{prefix}data_root={data_root!r} is not allowed: expected null or a folder path")
+    cache_dir = OmegaConf.select(cfg, f"{prefix}cache_dir")
+    if not (isinstance(cache_dir, str) and cache_dir.strip()):
+        raise ConfigError(f"{prefix}cache_dir={cache_dir!r} is not allowed: expected a folder path")
+    weights = OmegaConf.select(cfg, f"{prefix}inception.weights")
+    if weights is not None and not (isinstance(weights, str) and weights.strip()):
+        raise ConfigError(f"{prefix}inception.weights={weights!r} is not allowed: expected null or a file path")
 
 
 GRAYSCALE_DATASETS = ("mnist", "fashion_mnist")

@@ -9,7 +9,8 @@ force_resume=true: the run then continues and records each change (TensorBoard t
 the resume step, and resumes.yaml in the run directory). The keys in FREE may change on any resume:
 they set how long the run goes and what it writes, not the weights it computes (a different
 hardware.threads may still change the order of float sums on CPU, so that continuation is close
-to, not bit-identical with, an uninterrupted run). Every change is recorded the same way.
+to, not bit-identical with, an uninterrupted run), and so may every key of FREE_SECTIONS. Every
+change is recorded the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from genlab.training.checkpoint import hydra_value
 RESUME_KEYS = ("resume", "force_resume")
 FREE = ("trainer.max_steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every",
         "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads")
+# Sections whose keys may all change: eval.* says what to measure at the end, not how to train.
+FREE_SECTIONS = ("eval.",)
 ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
 DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
 
@@ -104,7 +107,7 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     device = device_name(current["hardware"])
     if state.get("device", device) != device:
         changes[DEVICE_IN_USE] = (state["device"], device)
-    refused = {k: v for k, v in changes.items() if k not in FREE}
+    refused = {k: v for k, v in changes.items() if k not in FREE and not k.startswith(FREE_SECTIONS)}
     if refused and not current["force_resume"]:
         raise ConfigError(f"resuming {path} would change how it trains: {describe(refused)}; drop those overrides, "
                           "or add force_resume=true to continue with them (the change is recorded in the run)")

@@ -1,0 +1,95 @@
+"""genlab eval: metrics of a checkpoint, printed as a table and written to eval.json beside it.
+
+    nll            VAE: test-set negative ELBO and IWAE NLL bound with k samples, nats per image
+                   (genlab/metrics/likelihood.py), on the first n test images, binarized as the
+                   model's training data were (one Bernoulli draw from `seed`; stated in the output)
+    fid kid pr     FID, KID and precision/recall (k = 3) in the domain classifier's features
+                   (genlab/metrics/frechet.py, classifier.py): n generated images vs the first n
+                   test images, and the noise floor: the first n train images vs the same test images
+    accuracy       cgan: how often the classifier recognises a sample of class c as c, on n // C
+                   samples per class, per class and overall
+    mig            VAE on shapes: MIG of the mean representation (genlab/metrics/disentanglement.py)
+    inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py)
+
+The work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
+any work, a rich table, one-line errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from genlab.config import ConfigError, compose_jobs, config_dir, only_inspects, validate_eval, validate_hardware
+from genlab.errors import UserError
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} on {result['dataset']}, step {result['step']}", title_justify="left")
+    for column in ("metric", "value", "noise floor (train vs test)", "settings"):
+        table.add_column(column)
+    rows = {
+        "nll": lambda m: [("neg. ELBO (nats/image)", m["neg_elbo_nats"], None), ("IWAE NLL bound (nats/image)", m["iwae_nll_nats"], None)],
+        "fid": lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
+        "kid": lambda m: [("KID (classifier features)", f"{m['kid']:.4g} ± {m['kid_std']:.2g}", m["noise_floor"])],
+        "pr": lambda m: [("precision", m["precision"], m["noise_floor_precision"]), ("recall", m["recall"], m["noise_floor_recall"])],
+        "accuracy": lambda m: [("cgan accuracy", m["accuracy"], None)],
+        "mig": lambda m: [("MIG", m["mig"], None)],
+        "inception_fid": lambda m: [("Inception FID", m["inception_fid"], None)],
+    }
+    settings = {
+        "nll": lambda m: f"k={m['k']}, n={m['n']}, binarization: {m['binarization']}" + (" (grey levels!)" if "note" in m else ""),
+        "fid": lambda m: f"n={m['n']}; classifier {100 * m['classifier']['test_accuracy']:.2f}% test acc.",
+        "kid": lambda m: f"{m['subsets']} subsets of {m['subset_size']}",
+        "pr": lambda m: f"k={m['k']}, n={m['n']}",
+        "accuracy": lambda m: f"{m['per_class_n']} per class: " + " ".join(f"{a:.2f}" for a in m["per_class"]),
+        "mig": lambda m: f"{m['points']} points, {m['bins']} bins",
+        "inception_fid": lambda m: f"n={m['n']} vs n test; {m['weights']}",
+    }
+    fmt = lambda v: "" if v is None else v if isinstance(v, str) else f"{v:.4g}"  # noqa: E731
+    for name in result["computed"]:
+        metric = result["metrics"][name]
+        for i, (label, value, floor) in enumerate(rows[name](metric)):
+            table.add_row(label, fmt(value), fmt(floor), settings[name](metric) if i == 0 else "")
+    Console().print(table)
+    print(result["path"])
+
+
+@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    from omegaconf.errors import MissingMandatoryValue
+
+    from genlab.metrics.evaluation import evaluate
+    from genlab.runtime import setup_device
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        device = setup_device(plain["hardware"])
+        print_table(evaluate(plain["ckpt"], plain, plain["metrics"], device))
+    except MissingMandatoryValue:
+        sys.exit("genlab eval: error: ckpt is required: genlab eval ckpt=outputs/<run>/checkpoints/last.pt")
+    except UserError as e:
+        sys.exit(f"genlab eval: error: {e}")
+
+
+def run(args: list[str]) -> None:
+    """`genlab eval ARGS`: check the settings first, then hand ARGS to the Hydra app."""
+    from hydra._internal.utils import get_args_parser
+
+    parsed = get_args_parser().parse_args(args)
+    if not only_inspects(parsed):
+        try:
+            for cfg in compose_jobs(parsed.config_name or "eval", parsed.overrides, parsed.multirun):
+                validate_eval(cfg, "", "metrics")
+                validate_hardware(cfg)
+        except ConfigError as e:
+            sys.exit(f"genlab eval: error: {e}")
+    sys.argv = [sys.argv[0], *args]
+    _app()

