@@ -232,9 +232,12 @@ class CGAN(GAN):
 
     def class_grid(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """Row k is class k; column j uses the same z_j in every row. Returns (images, per_row)."""
+        return self.generate(*self.class_latents(columns, generator)), columns
+
+    def class_latents(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class grid's latents and labels, row by row (to generate it in batches)."""
         z = torch.randn(columns, self.latent_dim, generator=generator).repeat(self.num_classes, 1)
-        labels = torch.arange(self.num_classes).repeat_interleave(columns)
-        return self.generate(z, labels), columns
+        return z, torch.arange(self.num_classes).repeat_interleave(columns)
 
     def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
         grids = super().image_grids(real, generator)
