@@ -88,6 +88,10 @@ def validate_train(cfg: DictConfig) -> None:
     if "momentum" in cfg.optimizer:
         _require(cfg, "optimizer.momentum", "number", low=0, high=1)
     validate_hardware(cfg)
+    if cfg.hardware.precision == "fp16" and cfg.model.name in ("gan", "cgan") and cfg.model.r1_gamma > 0:
+        raise ConfigError(f"hardware.precision=fp16 is not allowed with model.r1_gamma={cfg.model.r1_gamma}: R1's double "
+                          "backward through BatchNorm overflows fp16 (NaN gradients at every step); use "
+                          "hardware.precision=bf16 or fp32, or model.r1_gamma=0")
     validate_eval(cfg, "eval.", "eval.at_end")
     _validate_dataset(cfg)
     if cfg.model.name == "cgan":
@@ -112,6 +116,12 @@ def validate_hardware(cfg: DictConfig) -> None:
     _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
         _require(cfg, "hardware.threads", "int", low=1)
+    for key in ("compile", "distributed"):
+        if not isinstance(cfg.hardware[key], bool):
+            raise ConfigError(f"hardware.{key}={cfg.hardware[key]!r} is not allowed: expected true or false")
+    if cfg.hardware.distributed and ":" in device:
+        raise ConfigError(f"hardware.device={device} is not allowed with hardware.distributed=true: each process "
+                          "takes the GPU of its local rank; use hardware.device=cuda (or auto)")
 
 
 METRICS = ("nll", "fid", "kid", "pr", "accuracy", "mig", "inception_fid")
@@ -236,21 +246,30 @@ def compose_jobs(config_name: str, overrides: list[str], multirun: bool) -> list
         raise ConfigError(_one_line(e, config_name)) from None
 
 
-def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, fresh: bool) -> None:
-    """Raise a UserError when Hydra could not create the run (or sweep) directory, or when a fresh
-    run would write over a run directory that already holds a checkpoint."""
+def output_dir(config_name: str, overrides: list[str], multirun: bool) -> Path | None:
+    """The run (or sweep) directory Hydra will create for this command line (its time now), or
+    None when it depends on values known only at run time."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf.errors import OmegaConfBaseException
 
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    key = "sweep.dir" if multirun else "run.dir"
     # The directory does not depend on a sweep's values: compose one job without them.
     fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         hydra_cfg = compose(config_name, overrides=fixed, return_hydra_config=True).hydra
     try:
-        path = Path(OmegaConf.select(hydra_cfg, key.removeprefix("hydra.")))
-    except OmegaConfBaseException:  # set from values known only at run time: Hydra reports those
+        return Path(OmegaConf.select(hydra_cfg, key))
+    except OmegaConfBaseException:
+        return None
+
+
+def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, fresh: bool) -> None:
+    """Raise a UserError when Hydra could not create the run (or sweep) directory, or when a fresh
+    run would write over a run directory that already holds a checkpoint."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    path = output_dir(config_name, overrides, multirun)
+    if path is None:  # set from values known only at run time: Hydra reports those
         return
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():

@@ -4,13 +4,13 @@
 checkpoint followed by the new ones (a key given again replaces the stored one), and continues in
 the run's own directory. The result is compared with the checkpoint's resolved config, key by key.
 A change that can alter the trained weights (model, dataset, optimizer, β, batch size, seed,
-device, precision, …) is refused with every such key and both of its values, unless
-force_resume=true: the run then continues and records each change (TensorBoard text `resume` at
-the resume step, and resumes.yaml in the run directory). The keys in FREE may change on any resume:
+device, precision, the number of hardware=ddp processes, …) is refused with every such key and
+both of its values, unless force_resume=true: the run then continues and records each change
+(TensorBoard text `resume` at the resume step, and resumes.yaml in the run directory). The keys in FREE may change on any resume:
 they set how long the run goes and what it writes, not the weights it computes (a different
-hardware.threads may still change the order of float sums on CPU, so that continuation is close
-to, not bit-identical with, an uninterrupted run), and so may every key of FREE_SECTIONS. Every
-change is recorded the same way.
+hardware.threads or hardware.compile may still change the order of float sums, so that
+continuation is close to, not bit-identical with, an uninterrupted run), and so may every key of
+FREE_SECTIONS. Every change is recorded the same way.
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ from genlab.training.checkpoint import hydra_value
 # The config keys that only say where to continue from; a checkpoint does not store them.
 RESUME_KEYS = ("resume", "force_resume")
 FREE = ("trainer.max_steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every",
-        "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads")
+        "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads", "hardware.compile")
 # Sections whose keys may all change: eval.* says what to measure at the end, not how to train.
 FREE_SECTIONS = ("eval.",)
 ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
 DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
+PROCESSES = "processes"  # ranks of a hardware=ddp run (1 otherwise): a GAN's BatchNorm sees B / ranks images
+# Keys added after checkpoints were first written, with the value those checkpoints ran with.
+ADDED_KEYS = {"hardware.compile": False, "hardware.distributed": False}
 
 
 def _parse(overrides: list[str]) -> list:
@@ -87,7 +90,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def config_changes(saved: dict, current: dict) -> dict[str, tuple]:
     """Every dotted key whose value differs: key → (saved value, current value), ABSENT where a
     config lacks the key."""
-    before, after = _flat(saved), _flat(run_config(current))
+    before, after = {**ADDED_KEYS, **_flat(saved)}, _flat(run_config(current))
     changes = {k: (before.get(k, ABSENT), after.get(k, ABSENT)) for k in sorted(before.keys() | after.keys())}
     return {k: (old, new) for k, (old, new) in changes.items() if old != new}
 
@@ -100,6 +103,7 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     """The config changes of continuing checkpoint `state` (from `path`) with the plain config
     `current`; raise ConfigError when one would alter training without force_resume, or when
     trainer.max_steps leaves nothing to do."""
+    from genlab.distributed import planned_size
     from genlab.runtime import device_name
 
     changes = config_changes(state["config"], current)
@@ -107,6 +111,9 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     device = device_name(current["hardware"])
     if state.get("device", device) != device:
         changes[DEVICE_IN_USE] = (state["device"], device)
+    processes = planned_size(current["hardware"])
+    if state.get("processes", 1) != processes:
+        changes[PROCESSES] = (state.get("processes", 1), processes)
     refused = {k: v for k, v in changes.items() if k not in FREE and not k.startswith(FREE_SECTIONS)}
     if refused and not current["force_resume"]:
         raise ConfigError(f"resuming {path} would change how it trains: {describe(refused)}; drop those overrides, "

@@ -15,15 +15,21 @@ Modes (every model's prior is z ~ N(0, I), drawn on the CPU from a generator see
                  `steps` steps while the others stay at one z ~ N(0, I) (the latent-traversal
                  figure of β-VAE, Higgins et al. 2017)
 
+Output. Up to GRID_MAX images go to a PNG grid by default; more (`genlab sample n=10000`, e.g. for a
+Fréchet distance) go to a NumPy archive `.npz` holding `images`, uint8 N×H×W×C in generation
+order: a grid of thousands of images is too large to look at, and metrics want the pixels.
+`out=` picks either by its suffix. Images are generated `batch_size` at a time from latents drawn
+up front (the same latents whatever the batch size), so memory stays bounded; the .npz is written
+batch by batch. stderr gets the generation rate in images per second (the networks' time only).
+
 The same checkpoint, options and seed give the same file, byte for byte.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -33,14 +39,17 @@ from genlab.config import ConfigError, config_dir
 from genlab.errors import UserError
 
 MODES = ("grid", "interpolate", "traverse")
+FORMATS = (".png", ".npz")
+GRID_MAX = 1024  # images in a PNG grid (32×32); more go to an .npz
 
 
 def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, seed: int) -> Path:
-    """<run dir>/samples/sample_n64_seed0.png, interpolate_label2_n64_steps8_seed0.png, …"""
+    """<run dir>/samples/sample_n64_seed0.png, interpolate_label2_n64_steps8_seed0.png, sample_n10000_seed0.npz, …"""
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     parts = ["sample" if mode == "grid" else mode, f"label{label}" if label is not None else "",
              f"n{n}" if mode != "traverse" else "", f"steps{steps}" if mode != "grid" else "", f"seed{seed}"]
-    return run_dir / "samples" / ("_".join(filter(None, parts)) + ".png")
+    suffix = ".npz" if mode != "traverse" and n > GRID_MAX else ".png"
+    return run_dir / "samples" / ("_".join(filter(None, parts)) + suffix)
 
 
 def load_model(ckpt: Path):
@@ -58,20 +67,11 @@ def load_model(ckpt: Path):
     return model
 
 
-def write_png(images, path: Path, per_row: int) -> None:
-    """Write a grid atomically: a temporary file in the same folder, renamed into place."""
-    from torchvision.utils import save_image
-
+def write(path: Path, write_file) -> None:
+    """Create the folder and call write_file(path); an OSError becomes a one-line UserError."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            save_image(images, tmp, nrow=per_row, pad_value=0.5)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file(path)
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
         raise UserError(f"cannot write {path}: {e.strerror}{where}; choose another out=") from None
@@ -91,12 +91,17 @@ def slerp(a, b, t):
     return wa * a + wb * b
 
 
-def _generate(model, z, labels):
-    return model.generate(z) if labels is None else model.generate(z, labels)
+def generate(model, z, labels, batch_size: int | None):
+    """Images in [0, 1] for latents z (and labels), batch_size at a time (None: all at once)."""
+    step = batch_size or len(z)
+    for start in range(0, len(z), step):
+        chunk = z[start : start + step]
+        yield model.generate(chunk) if labels is None else model.generate(chunk, labels[start : start + step])
 
 
-def render(model, mode: str, n: int, steps: int, label: int | None, generator):
-    """The images (in [0, 1]) and images per row that `genlab sample` writes; UserError if the mode does not fit."""
+def latents(model, mode: str, n: int, steps: int, label: int | None, generator):
+    """The latents, labels (None for unconditional models) and images per row of what `genlab
+    sample` writes; UserError if the mode does not fit the model."""
     import torch
 
     kind = type(model).__name__
@@ -107,9 +112,10 @@ def render(model, mode: str, n: int, steps: int, label: int | None, generator):
                         f"choose label=0..{model.num_classes - 1}")
     if mode == "grid":
         if model.conditional and label is None:
-            return model.class_grid(max(1, n // model.num_classes), generator)
+            columns = max(1, n // model.num_classes)
+            return *model.class_latents(columns, generator), columns
         z = torch.randn(n, model.latent_dim, generator=generator)
-        return _generate(model, z, None if label is None else torch.full((n,), label)), math.ceil(math.sqrt(n))
+        return z, None if label is None else torch.full((n,), label), math.ceil(math.sqrt(n))
     if mode == "interpolate":
         rows = n // steps
         if rows == 0:
@@ -121,29 +127,77 @@ def render(model, mode: str, n: int, steps: int, label: int | None, generator):
         if model.conditional:
             labels = torch.full((rows,), label) if label is not None else torch.randint(model.num_classes, (rows,), generator=generator)
             labels = labels.repeat_interleave(steps)
-        return _generate(model, z, labels), steps
+        return z, labels, steps
     if not hasattr(model, "traversal"):
         raise UserError(f"mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
                         f"but this checkpoint holds a {kind}: use mode=grid or mode=interpolate")
-    return model.generate(model.traversal(steps, generator)), steps
+    return model.traversal(steps, generator), None, steps
 
 
-def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None) -> Path:
+def render(model, mode: str, n: int, steps: int, label: int | None, generator, batch_size: int | None = None):
+    """The images (in [0, 1]) and images per row that `genlab sample` writes; UserError if the mode does not fit."""
     import torch
+
+    z, labels, per_row = latents(model, mode, n, steps, label, generator)
+    return torch.cat(list(generate(model, z, labels, batch_size))), per_row
+
+
+class Rate:
+    """Wraps an iterator of image batches and counts the images and the seconds spent producing them."""
+
+    def __init__(self, batches):
+        self.batches, self.images, self.seconds = batches, 0, 0.0
+
+    def __iter__(self):
+        while True:
+            start = time.perf_counter()
+            batch = next(self.batches, None)
+            self.seconds += time.perf_counter() - start
+            if batch is None:
+                return
+            self.images += len(batch)
+            yield batch
+
+    def line(self, batch_size: int | None) -> str:
+        rate = self.images / self.seconds if self.seconds else float("inf")
+        return (f"generated {self.images:,} images in {self.seconds:.2f} s: {rate:,.0f} img/s "
+                f"(batches of {batch_size or self.images:,})")
+
+
+def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None,
+           batch_size: int | None = None) -> Path:
+    """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
+    images per forward pass (None: all at once)."""
+    import torch
+
+    from genlab import images
+    from genlab.training.checkpoint import resolve
 
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r} is not allowed: choose one of {', '.join(MODES)}")
-    integers = [("n", n, 1), ("seed", seed, 0), ("steps", steps, 2)] + ([("label", label, 0)] if label is not None else [])
+    integers = [("n", n, 1), ("seed", seed, 0), ("steps", steps, 2)] + ([("label", label, 0)] if label is not None else []) \
+        + ([("batch_size", batch_size, 1)] if batch_size is not None else [])
     for key, value, low in integers:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{key}={value!r} is not allowed: expected an integer >= {low}")
-    ckpt_path = Path(ckpt)
+    ckpt_path = resolve(ckpt)  # a run directory means its checkpoints/last.pt
     out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed)
-    if out_path.suffix.lower() != ".png":
-        raise ConfigError(f"out={out} is not allowed: the grid is a PNG, name it *.png")
+    suffix = out_path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"out={out} is not allowed: name it *.png (a grid) or *.npz (every image as uint8)")
+    if suffix == ".png" and mode != "traverse" and n > GRID_MAX:
+        raise ConfigError(f"out={out} with n={n} is not allowed: a PNG grid holds at most {GRID_MAX} images; "
+                          f"write all {n} with out=<name>.npz, or pass n<={GRID_MAX}")
     model = load_model(ckpt_path)
-    images, per_row = render(model, mode, n, steps, label, torch.Generator().manual_seed(seed))
-    write_png(images, out_path, per_row)
+    z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed))
+    rate = Rate(generate(model, z, labels, batch_size))
+    if suffix == ".png":
+        picture = images.grid(torch.cat(list(rate)), per_row)
+        write(out_path, lambda path: images.write_png(picture, path))
+    else:
+        uint8 = (images.to_uint8(batch.cpu()) for batch in rate)
+        write(out_path, lambda path: images.write_npz(uint8, len(z), model.image_shape, path))
+    print(f"genlab sample: {rate.line(batch_size)}", file=sys.stderr)
     return out_path
 
 
@@ -152,7 +206,8 @@ def _app(cfg: DictConfig) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
     try:
-        path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label)
+        path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
+                      batch_size=cfg.batch_size)
     except MissingMandatoryValue:
         sys.exit("genlab sample: error: ckpt is required: genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
     except UserError as e:

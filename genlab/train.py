@@ -60,9 +60,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
 
     from genlab.data import build_dataset
     from genlab.data.batches import Batches, on_device, to_batch
+    from genlab.distributed import world
     from genlab.models import build_model
     from genlab.resume import check_resume, run_config, stored_overrides
-    from genlab.runtime import setup_device
+    from genlab.runtime import device_name, prepare_nets, setup_device
     from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, refuse_overwrite, resolve
     from genlab.training.logging import RunLogger
     from genlab.training.loop import Trainer, fit
@@ -78,22 +79,27 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         newest = (resume["step"], source)
     else:
         refuse_overwrite(run_dir, "train into another directory")
-    device = setup_device(plain["hardware"])
+    device = setup_device(plain["hardware"])  # under hardware=ddp: once every process has started
+    ranks = world()
     torch.manual_seed(cfg.seed)
     data = on_device(build_dataset(plain["dataset"], cfg.seed), device)
     model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
+    prepare_nets(model, plain["hardware"], device)
     trainer = Trainer(**{k: plain["trainer"][k] for k in Trainer.__dataclass_fields__})
-    batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic")
+    batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic",
+                      shard=(ranks.rank, ranks.size))
     start = resume["step"] if resume else 0
-    logger = RunLogger(run_dir, start, trainer.max_steps)
-    if resume:
+    logger = RunLogger(run_dir, start, trainer.max_steps) if ranks.main else None  # only rank 0 writes
+    if logger and resume:
         _record_resume(run_dir, logger, start, source, changes, forced=cfg.force_resume)
-    else:
+    elif logger:
         logger.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
     dataset = "/".join(filter(None, (cfg.dataset.name, cfg.dataset.get("split"))))
     log.info(f"{cfg.model.name} on {dataset} {data.image_shape}, {data.num_images:,} images, {data.num_classes} classes, "
-             f"binarize {cfg.dataset.binarize}, device {device}" + (f", from step {start}" if start else ""))
-    meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []), "device": str(device),
+             f"binarize {cfg.dataset.binarize}, device {device}" + (f", {ranks.size} processes" if ranks.size > 1 else "")
+             + (f", from step {start}" if start else ""))
+    meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []),
+            "device": device_name(plain["hardware"]), "processes": ranks.size,
             "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
                      "class_names": list(data.class_names)}}
     checkpoints = RunCheckpoints(checkpoints_dir, trainer.keep_last, newest)
@@ -102,8 +108,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
                             precision=plain["hardware"]["precision"], seed=cfg.seed, checkpoint_meta=meta,
                             resume=resume)
     finally:
-        logger.close()
-    if hasattr(model, "final_metrics"):
+        if logger:
+            logger.close()
+    if ranks.main and hasattr(model, "final_metrics"):
         # The same evenly spaced data images for every run, so runs compare on the same images.
         index = torch.linspace(0, data.num_images - 1, min(cfg.trainer.final_images, data.num_images)).long()
         metrics.update(model.final_metrics(to_batch(data, index, device).images))
@@ -131,8 +138,12 @@ def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from genlab.distributed import planned_rank
     from genlab.training.signals import Interrupted
 
+    main = planned_rank(cfg.hardware) == 0  # under hardware=ddp rank 0 writes the record and the log
+    if not main:
+        logging.getLogger().setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -146,25 +157,27 @@ def _app(cfg: DictConfig) -> None:
         if unfinished.is_file():
             log.info(f"resuming {run_dir.name} from {unfinished}")
             cfg.resume = str(unfinished)
-        else:
+        elif main:
             sweep.clear_attempt(run_dir)
         if cfg.hardware.threads is None:
             cfg.hardware.threads = sweep.job_threads(OmegaConf.to_container(hydra_cfg.launcher))
-    record = sweep.JobRecord(run_dir, overrides, OmegaConf.to_container(cfg, resolve=True))
+    record = sweep.JobRecord(run_dir, overrides, OmegaConf.to_container(cfg, resolve=True)) if main else None
     try:
         result = train(cfg, run_dir, task_overrides)
     except Interrupted as e:
         print(f"genlab train: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
-        record.fail(e)
+        if record:
+            record.fail(e)
         if multirun:  # the sweep goes on; SweepSummary reports the failure when it ends
             log.error(f"job failed: {sweep.error_line(e)}", exc_info=not isinstance(e, UserError))
             return
         if isinstance(e, UserError):
             sys.exit(f"genlab train: error: {e}")
         raise
-    record.finish(result["step"], result["metrics"])
+    if record:
+        record.finish(result["step"], result["metrics"])
 
 
 def _prepare(parsed) -> list[str]:
@@ -188,7 +201,37 @@ def _prepare(parsed) -> list[str]:
         validate_train(cfg)
         if resume is not None:
             check_resume(resume, source, OmegaConf.to_container(cfg, resolve=True))
-    return added
+    return added + _processes(jobs, overrides + added, parsed.multirun)
+
+
+def _processes(jobs: list[DictConfig], overrides: list[str], multirun: bool) -> list[str]:
+    """Under torchrun: start the process group, and return the overrides that give every rank
+    rank 0's run directory (its time) and keep the other ranks from writing .hydra/. Refuse
+    hardware=ddp without torchrun, and torchrun without hardware=ddp or with -m."""
+    import os
+
+    from genlab import distributed
+    from genlab.config import output_dir
+    from genlab.training.checkpoint import hydra_value
+
+    wanted = any(cfg.hardware.distributed for cfg in jobs)
+    if not distributed.launched_by_torchrun():
+        if wanted and not multirun:
+            raise ConfigError("hardware=ddp runs in the processes torchrun starts: "
+                              "torchrun --nproc_per_node=N -m genlab.cli train hardware=ddp …")
+        return []
+    if multirun:
+        raise ConfigError("under torchrun genlab trains one run: drop -m (sweeps of multi-process jobs: "
+                          "hydra/launcher=slurm with hydra.launcher.tasks_per_node, see the README)")
+    if not wanted:
+        if int(os.environ["WORLD_SIZE"]) > 1:
+            raise ConfigError(f"torchrun started {os.environ['WORLD_SIZE']} processes but hardware.distributed=false: "
+                              "add hardware=ddp")
+        return []
+    ranks = distributed.init(OmegaConf.to_container(jobs[0].hardware, resolve=True))
+    run_dir = distributed.broadcast(output_dir("train", overrides, False) if ranks.main else None)
+    added = [f"hydra.run.dir={hydra_value(str(run_dir))}"] if run_dir is not None else []
+    return added + ([] if ranks.main else ["hydra.output_subdir=null"])
 
 
 def run(args: list[str]) -> None:

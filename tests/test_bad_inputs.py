@@ -38,6 +38,8 @@ CASES = {
     "output dir under a file": ("train hydra.run.dir={base}/a_file/run", "is not a directory; choose another hydra.run.dir"),
     "fresh run over a trained run": ("train hydra.run.dir={base}/run", "already holds a trained run: continue it with `genlab train resume={base}/run`"),
     "force_resume without resume": ("train force_resume=true", "force_resume=true needs resume="),
+    "compile not a boolean": ("train hardware.compile=maybe", "hardware.compile='maybe' is not allowed: expected true or false"),
+    "ddp without torchrun": ("train hardware=ddp", "hardware=ddp runs in the processes torchrun starts: torchrun --nproc_per_node=N"),
     "sample: unknown key": ("sample ckpt={base}/run nn=4", "unknown key 'nn'"),
     "sample: code in the pickle": ("sample ckpt={base}/evil.pt", "evil.pt was refused and not loaded: it would call posix.system"),
     "resume: missing checkpoint": ("train resume={base}/nowhere", "checkpoint not found: {base}/nowhere"),

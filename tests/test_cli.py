@@ -1,5 +1,8 @@
 """The genlab CLI end to end, as a user runs it: help, config, train, sweep, sample, bad input."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,14 @@ def test_help_lists_subcommands(tmp_path):
     result = genlab("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "train" in result.stdout and "sample" in result.stdout
+
+
+def test_help_imports_neither_torch_nor_hydra():
+    # `genlab --help` must answer at once (< 0.3 s); importing torch alone takes seconds.
+    code = "import sys, genlab.cli; genlab.cli.main(['--help']); print(sorted({'torch', 'hydra'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip().endswith("[]"), result.stdout + result.stderr
 
 
 def test_train_help_shows_config_groups(tmp_path):

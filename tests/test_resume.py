@@ -23,7 +23,7 @@ from genlab.config import ConfigError, compose_jobs
 from genlab.data.batches import Batches, TensorData
 from genlab.train import train
 from genlab.training.checkpoint import CheckpointError, RunCheckpoints, load_checkpoint, save_checkpoint
-from genlab.training.loop import NonFiniteError, Trainer, fit
+from genlab.training.loop import NonFiniteError, ScalarWindow, Trainer, fit
 
 # Models whose continuation must be exact; each new model family is added here.
 MODELS = ["vae", "gan", "cgan"]
@@ -312,3 +312,25 @@ def test_nonfinite_skip_drops_the_update_and_the_value(tmp_path):
     assert model.w.item() == pytest.approx(2 - 0.8**5)
     assert log.points[4]["train/nonfinite_steps"] == 1 and log.points[2]["train/nonfinite_steps"] == 0
     assert log.points[4]["train/loss"] == pytest.approx(0.8**4)  # the mean of step 4 alone: step 3 was NaN
+
+
+def test_scalar_window_means_across_folds_and_a_mid_fold_checkpoint():
+    values = torch.randn(150, 3, generator=torch.Generator().manual_seed(0))
+    values[70, 1] = float("nan")
+    rows = [dict(zip("abc", row)) for row in values]
+    window, read = ScalarWindow(), ScalarWindow()
+    for step, row in enumerate(rows[:100], 1):
+        window.add(step, row)
+        read.add(step, row)
+        if step % 7 == 0:
+            read.means()  # reading must not change how the sums are formed
+    resumed = ScalarWindow()
+    resumed.load_state_dict(window.state_dict(), torch.device("cpu"))  # 64 rows folded, 36 pending
+    for step, row in enumerate(rows[100:], 101):
+        for w in (window, read, resumed):
+            w.add(step, row)
+    assert window.means() == read.means() == resumed.means()  # bit for bit
+    finite = values.isfinite()
+    expected = [values[finite[:, j], j].double().mean().item() for j in range(3)]
+    assert list(window.means().values()) == pytest.approx(expected, rel=1e-5)
+    assert window.first_bad_step() == 71 and window.nonfinite_names() == ["b"] and window.nonfinite_step_count() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -12,6 +13,7 @@ from PIL import Image
 from conftest import TINY, genlab
 from genlab.config import ConfigError, compose_jobs
 from genlab.errors import UserError
+from genlab.images import to_uint8
 from genlab.sample import load_model, render, sample, slerp
 from genlab.train import train
 
@@ -134,4 +136,22 @@ def test_cli_bad_mode_exits_with_one_line_and_writes_nothing(ckpts, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "genlab sample: error: mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
         "but this checkpoint holds a GAN: use mode=grid or mode=interpolate"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_many_samples_go_to_an_npz_generated_in_batches(ckpts, capfd):
+    path = sample(ckpts["gan"], 1500, 0, None, mode="grid", steps=8, label=None, batch_size=400)
+    assert path.name == "sample_n1500_seed0.npz"
+    assert "generated 1,500 images in" in capfd.readouterr().err
+    gan = load_model(ckpts["gan"])
+    expected, _ = render(gan, "grid", 1500, 8, None, seeded(0))  # one pass: the same images
+    with np.load(path) as archive:
+        assert archive["images"].shape == (1500, SIZE, SIZE, 1) and archive["images"].dtype == np.uint8
+        assert np.array_equal(archive["images"], to_uint8(expected).permute(0, 2, 3, 1).numpy())
+
+
+def test_a_grid_of_more_than_1024_images_is_refused(ckpts, tmp_path):
+    with pytest.raises(ConfigError, match=r"^out=.*big.png with n=1025 is not allowed: a PNG grid holds at most 1024 "
+                                          r"images; write all 1025 with out=<name>.npz, or pass n<=1024$"):
+        sample(ckpts["vae"], 1025, 0, str(tmp_path / "big.png"), mode="grid", steps=8, label=None)
     assert list(tmp_path.iterdir()) == []

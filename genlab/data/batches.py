@@ -11,6 +11,12 @@ the run seed when the dataset is built (Salakhutdinov & Murray 2008; the fixed d
 Murray 2011); "dynamic" draws afresh for every batch (as in Burda et al. 2016, "Importance Weighted
 Autoencoders"), from a generator seeded by (seed, epoch, batch in epoch): the draw is a function of
 the batch's position, so resuming needs no generator state, only `ShuffledBatches.state_dict()`.
+
+Several processes (hardware=ddp, see genlab/distributed.py): each rank takes its rows of every
+global batch of the same order, and the dynamic binarization of a shard uses the same draws as
+those rows of the whole batch, so the ranks' shards together are exactly the single-process batch.
+Each epoch's order is moved to the device the images are gathered on once per epoch, not once per
+batch (a host-to-GPU copy waits for the GPU).
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ class TensorData(ImageData):
         self.class_names = class_names
 
     @property
+    def device(self) -> torch.device:
+        return self._images.device
+
+    @property
     def nbytes(self) -> int:
         return self._images.nbytes + self._labels.nbytes
 
@@ -81,9 +91,14 @@ def derived_seed(*key: int | str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def binarize(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One Bernoulli draw per uint8 pixel v: 255 with probability v/255, else 0 (uint8 out)."""
-    u = torch.randint(0, 255, images.shape, generator=generator, dtype=torch.uint8, device=images.device)
+def binarize(images: torch.Tensor, generator: torch.Generator, rows: slice = slice(None),
+             batch: int | None = None) -> torch.Tensor:
+    """One Bernoulli draw per uint8 pixel v: 255 with probability v/255, else 0 (uint8 out).
+
+    `images` may be `rows` of a batch of `batch` images: the draws are then those rows of the
+    whole batch's draws."""
+    shape = (batch if batch is not None else images.shape[0], *images.shape[1:])
+    u = torch.randint(0, 255, shape, generator=generator, dtype=torch.uint8, device=images.device)[rows]
     return (u < images).to(torch.uint8).mul_(255)
 
 
@@ -95,12 +110,12 @@ def binarize_static(data: TensorData, seed: int) -> TensorData:
 
 
 def to_batch(data: ImageData, index: torch.Tensor, device: torch.device,
-             binarize_with: torch.Generator | None = None) -> Batch:
-    """The images at `index` on `device` as float in [0, 1]; Bernoulli-binarized when given a generator."""
-    index = index.to(device)
+             binarize_with: torch.Generator | None = None, rows: slice = slice(None), batch: int | None = None) -> Batch:
+    """The images at `index` on `device` as float in [0, 1]; Bernoulli-binarized when given a
+    generator (as `rows` of a batch of `batch` images, see `binarize`)."""
     images = data.images(index).to(device, non_blocking=True)
     if binarize_with is not None:
-        images = binarize(images, binarize_with)
+        images = binarize(images, binarize_with, rows, batch)
     return Batch(images.float().div_(255), data.labels(index).to(device, non_blocking=True))
 
 
@@ -125,11 +140,11 @@ class ShuffledBatches:
     seed·1,000,003 + e, so `state_dict()` is just (epoch, batch_in_epoch).
     """
 
-    def __init__(self, num_images: int, batch_size: int, seed: int):
+    def __init__(self, num_images: int, batch_size: int, seed: int, device: torch.device = torch.device("cpu")):
         if batch_size > num_images:
             raise UserError(f"trainer.batch_size={batch_size} exceeds the dataset's {num_images:,} images: "
                             "use a smaller trainer.batch_size")
-        self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
+        self.num_images, self.batch_size, self.seed, self.device = num_images, batch_size, seed, device
         self.batches_per_epoch = num_images // batch_size
         self.epoch, self.batch_in_epoch = 0, 0
         self._order: torch.Tensor | None = None
@@ -142,7 +157,7 @@ class ShuffledBatches:
         if self.batch_in_epoch == self.batches_per_epoch:
             self.epoch, self.batch_in_epoch, self._order = self.epoch + 1, 0, None
         if self._order is None:
-            self._order = self._epoch_order()
+            self._order = self._epoch_order().to(self.device)
         start = self.batch_in_epoch * self.batch_size
         self.batch_in_epoch += 1
         return self._order[start : start + self.batch_size]
@@ -156,14 +171,22 @@ class ShuffledBatches:
 
 class Batches:
     """The training batches of one run: a ShuffledBatches order, gathered on the device as float in
-    [0, 1], with a fresh Bernoulli draw per batch when `dynamic_binarize` (see the module docstring).
+    [0, 1], with a fresh Bernoulli draw per batch when `dynamic_binarize` (see the module docstring);
+    with `shard` = (rank, ranks), this rank's rows of each batch of `batch_size` images.
 
     `state_dict()` is the order's (epoch, batch_in_epoch): the only state the stream has.
     """
 
-    def __init__(self, data: ImageData, batch_size: int, seed: int, device: torch.device, dynamic_binarize: bool):
+    def __init__(self, data: ImageData, batch_size: int, seed: int, device: torch.device, dynamic_binarize: bool,
+                 shard: tuple[int, int] = (0, 1)):
+        rank, ranks = shard
+        if batch_size % ranks:
+            raise UserError(f"trainer.batch_size={batch_size} does not split evenly over {ranks} processes: "
+                            f"use a multiple of {ranks} (it is the global batch)")
         self.data, self.seed, self.device, self.dynamic_binarize = data, seed, device, dynamic_binarize
-        self.order = ShuffledBatches(data.num_images, batch_size, seed)
+        self.rows = slice(rank * batch_size // ranks, (rank + 1) * batch_size // ranks)
+        # Where the images are gathered: a TensorData's device, else (rendered data) the training device.
+        self.order = ShuffledBatches(data.num_images, batch_size, seed, getattr(data, "device", device))
 
     def __iter__(self) -> Batches:
         return self
@@ -175,7 +198,7 @@ class Batches:
             # next_index has just advanced batch_in_epoch past the batch it returned.
             key = derived_seed("dynamic binarization", self.seed, self.order.epoch, self.order.batch_in_epoch - 1)
             generator = torch.Generator(self.device).manual_seed(key)
-        return to_batch(self.data, index, self.device, generator)
+        return to_batch(self.data, index[self.rows], self.device, generator, self.rows, len(index))
 
     def state_dict(self) -> dict:
         return self.order.state_dict()

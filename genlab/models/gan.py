@@ -62,6 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.data.batches import Batch
+from genlab.distributed import batch_noise
+from genlab.models import optim
 from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
 from genlab.models.optim import make_optimizer
 
@@ -108,6 +110,7 @@ class GAN:
     """Unconditional DCGAN with two optimizers (same optimizer section, one per network)."""
 
     conditional = False
+    nets = ("generator", "discriminator")  # the trainable modules (genlab.distributed wraps them for DDP)
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
@@ -124,7 +127,7 @@ class GAN:
         self.device = device
 
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, device=self.device)
+        return batch_noise((n, self.latent_dim), self.device)
 
     def _d_loss(self, real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
         if self.loss == "hinge":
@@ -151,22 +154,25 @@ class GAN:
             d_loss = self._d_loss(real_score, fake_score)
             grad_sq = torch.zeros((), device=self.device)
             if self.r1_gamma > 0:
-                (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
-                grad_sq = grad.float().pow(2).flatten(1).sum(1).mean()
+                scale = optim.loss_scale(self.d_optimizer)  # under fp16, keeps ∇x D(x) from underflowing
+                (grad,) = torch.autograd.grad(real_score.sum() * scale, real, create_graph=True)
+                grad_sq = (grad.float() / scale).pow(2).flatten(1).sum(1).mean()
             self.d_optimizer.zero_grad(set_to_none=True)
-            (d_loss + self.r1_gamma / 2 * grad_sq).backward()
+            optim.backward(d_loss + self.r1_gamma / 2 * grad_sq, self.d_optimizer)
+            optim.unscale(self.d_optimizer)
             d_stats.append(torch.stack([d_loss.detach(), grad_sq.detach(), self._shown(real_score),
                                         self._shown(fake_score), _grad_norm(self.discriminator)]))
-            self.d_optimizer.step()
+            optim.step(self.d_optimizer)
 
         # D's weights get no gradient from the generator's loss: skip computing it.
         self.discriminator.requires_grad_(False)
         g_loss = self._g_loss(self.discriminator(self.generator(self._noise(n), labels), labels).float())
         self.g_optimizer.zero_grad(set_to_none=True)
-        g_loss.backward()
+        optim.backward(g_loss, self.g_optimizer)
         self.discriminator.requires_grad_(True)
+        optim.unscale(self.g_optimizer)
         g_grad_norm = _grad_norm(self.generator)
-        self.g_optimizer.step()
+        optim.step(self.g_optimizer)
         self._update_ema()
 
         d_loss, r1_grad_sq, d_real, d_fake, d_grad_norm = torch.stack(d_stats).mean(0)
@@ -233,9 +239,12 @@ class CGAN(GAN):
 
     def class_grid(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """Row k is class k; column j uses the same z_j in every row. Returns (images, per_row)."""
+        return self.generate(*self.class_latents(columns, generator)), columns
+
+    def class_latents(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class grid's latents and labels, row by row (to generate it in batches)."""
         z = torch.randn(columns, self.latent_dim, generator=generator).repeat(self.num_classes, 1)
-        labels = torch.arange(self.num_classes).repeat_interleave(columns)
-        return self.generate(z, labels), columns
+        return z, torch.arange(self.num_classes).repeat_interleave(columns)
 
     def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
         grids = super().image_grids(real, generator)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from genlab.data.batches import Batch
+from genlab.distributed import batch_noise
+from genlab.models import optim
 from genlab.models.nets import ConvDecoder, ConvEncoder
 from genlab.models.optim import make_optimizer
 
@@ -47,6 +49,7 @@ class VAE:
     """A β-VAE with one Adam/AdamW/SGD optimizer over encoder and decoder."""
 
     conditional = False
+    nets = ("encoder", "decoder")  # the trainable modules (genlab.distributed wraps them for DDP)
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
@@ -78,13 +81,13 @@ class VAE:
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = batch.images
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        z = mu + batch_noise(mu.shape, mu.device, mu.dtype) * (0.5 * logvar).exp()
         recon = self.recon_nats(self.decoder(z).float(), x)
         kl = gaussian_kl(mu.float(), logvar.float())
         loss = (recon + self.beta * kl).mean()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        optim.backward(loss, self.optimizer)
+        optim.step(self.optimizer)
         recon, kl = recon.detach().mean(), kl.detach().mean()
         return {"recon_nats": recon, "kl_nats": kl, "beta_kl_nats": self.beta * kl,
                 "loss_nats": loss.detach(), "neg_elbo_nats": recon + kl}

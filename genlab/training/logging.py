@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
+
+from genlab.images import grid, write_png
 
 log = logging.getLogger("genlab")
 
@@ -58,9 +59,9 @@ class RunLogger:
         """Each grid goes to TensorBoard and to samples/step_<step>_<name>.png."""
         self.samples_dir.mkdir(exist_ok=True)
         for name, (images, per_row) in grids.items():
-            grid = make_grid(images.float().cpu(), nrow=per_row, pad_value=0.5)
-            self.writer.add_image(f"images/{name}", grid, step)
-            save_image(grid, self.samples_dir / f"step_{step:07d}_{name}.png")
+            picture = grid(images, per_row)
+            self.writer.add_image(f"images/{name}", picture, step)
+            write_png(picture, self.samples_dir / f"step_{step:07d}_{name}.png")
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)

@@ -1,0 +1,92 @@
+"""Image grids and image files, without torchvision.
+
+`grid` lays images out as torchvision.utils.make_grid does with padding=2 (the layout every grid
+genlab writes has used): per_row images per row, a 2 px border of `pad_value` around and between
+them, grayscale repeated to RGB. `to_uint8` rounds [0, 1] to {0…255} as torchvision's save_image
+does, ⌊255·v + 0.5⌋ clamped. Importing torchvision.utils pulls in torchvision.models and
+torch._dynamo (seconds of start-up for `genlab sample` and every training process); these few
+lines do the same with torch and PIL.
+
+`write_npz` streams uint8 images into a NumPy .npz archive (one array, `images`, N×H×W×C, the
+layout of image libraries and of the sample archives FID tools read), chunk by chunk, so writing
+n images never holds more than one chunk beyond the archive itself; the zip entries carry a fixed
+timestamp, so the same images give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+PADDING = 2  # px around and between the images of a grid
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry: archives do not depend on the clock
+
+
+def grid(images: torch.Tensor, per_row: int, pad_value: float = 0.5) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] → one image (3 or C, rows·(H + 2) + 2, cols·(W + 2) + 2)."""
+    images = images.float().cpu()
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    n, channels, height, width = images.shape
+    cols = min(per_row, n)
+    rows = math.ceil(n / cols)
+    out = images.new_full((channels, rows * (height + PADDING) + PADDING, cols * (width + PADDING) + PADDING), pad_value)
+    for k in range(n):
+        top, left = (k // cols) * (height + PADDING) + PADDING, (k % cols) * (width + PADDING) + PADDING
+        out[:, top : top + height, left : left + width] = images[k]
+    return out
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] → uint8 {0…255}, rounding to the nearest level (torchvision's save_image rounding)."""
+    return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def _atomic(path: Path, write) -> None:
+    """write(temporary path) beside `path`, then rename it into place (no half-written file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """One image (C, H, W) in [0, 1], C = 1 or 3, as an 8-bit PNG, written atomically."""
+    from PIL import Image
+
+    pixels = to_uint8(image.cpu()).permute(1, 2, 0).numpy()
+    picture = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    _atomic(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def write_npz(chunks: Iterable[torch.Tensor], count: int, image_shape, path: Path) -> None:
+    """Write `count` images, arriving as uint8 chunks (n, C, H, W), as `images` (count, H, W, C)
+    in the NumPy archive `path`, atomically. Raises ValueError when the chunks hold another count."""
+    import numpy as np
+
+    channels, height, width = image_shape
+
+    def write(tmp: str) -> None:
+        entry = zipfile.ZipInfo("images.npy", date_time=FIXED_ZIP_TIME)
+        entry.compress_type = zipfile.ZIP_STORED
+        written = 0
+        with zipfile.ZipFile(tmp, "w") as archive, archive.open(entry, "w", force_zip64=True) as f:
+            header = {"descr": "|u1", "fortran_order": False, "shape": (count, height, width, channels)}
+            np.lib.format.write_array_header_1_0(f, header)
+            for chunk in chunks:
+                f.write(chunk.permute(0, 2, 3, 1).contiguous().numpy().tobytes())
+                written += chunk.shape[0]
+        if written != count:
+            raise ValueError(f"write_npz got {written} images, expected {count}")
+
+    _atomic(path, write)
