@@ -26,8 +26,9 @@ GAN's losses differ from a single-process run's (torch.nn.SyncBatchNorm would sh
 it runs on GPUs only). Running statistics are not synchronised (DDP's broadcast_buffers=False):
 they only serve evaluation-mode sampling, and rank 0's are saved.
 
-Only rank 0 writes (TensorBoard events, samples, checkpoints, result records, Hydra's .hydra/
-files); the other ranks log warnings and errors only.
+Only rank 0 writes (TensorBoard events, samples, checkpoints, result records; under torchrun also
+Hydra's .hydra/ files, which Slurm tasks each write alike); the other ranks log warnings and
+errors only. Under torchrun, rank 0 picks the run directory (its clock) for every rank.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import torch
 
 from genlab.errors import UserError
 
-TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT = timedelta(minutes=30)  # a collective that waits longer than this means a rank died
 
 

@@ -87,7 +87,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     prepare_nets(model, plain["hardware"], device)
     trainer = Trainer(**{k: plain["trainer"][k] for k in Trainer.__dataclass_fields__})
     batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic",
-                      shard=(ranks.rank, ranks.size))
+                      shard=ranks)
     start = resume["step"] if resume else 0
     logger = RunLogger(run_dir, start, trainer.max_steps) if ranks.main else None  # only rank 0 writes
     if logger and resume:

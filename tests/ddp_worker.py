@@ -42,3 +42,4 @@ for model in models:
     in_step.append(all(torch.equal(w, every_rank[0]) for w in every_rank))
 if dist.get_rank() == 0:
     print("ranks in step:", json.dumps(in_step))
+models.clear()  # free the DDP wrappers while the process group is alive, not during interpreter shutdown

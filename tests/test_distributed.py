@@ -41,7 +41,7 @@ def scalars(run_dir) -> dict:
 
 def test_two_processes_train_as_one(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    launch = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+    launch = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              str(REPO / "tests" / "ddp_worker.py"), *SMALL], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert launch.returncode == 0, launch.stderr[-3000:]
@@ -71,14 +71,15 @@ def test_two_processes_train_as_one(tmp_path):
 def test_the_ranks_shards_are_the_single_process_batch():
     # Dynamic binarization draws per pixel: the shards must get the draws of their rows of the whole batch.
     from genlab.data.batches import Batches, TensorData
+    from genlab.distributed import World
 
     data = TensorData(torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8), torch.arange(40), ("any",))
     cpu = torch.device("cpu")
     whole = Batches(data, 8, seed=1, device=cpu, dynamic_binarize=True)
-    ranks = [Batches(data, 8, seed=1, device=cpu, dynamic_binarize=True, shard=(rank, 2)) for rank in range(2)]
+    ranks = [Batches(data, 8, seed=1, device=cpu, dynamic_binarize=True, shard=World(rank, 2)) for rank in range(2)]
     for _ in range(7):  # 5 batches per epoch: crosses into a second epoch
         batch, shards = next(whole), [next(b) for b in ranks]
         assert torch.equal(torch.cat([s.images for s in shards]), batch.images)
         assert torch.equal(torch.cat([s.labels for s in shards]), batch.labels)
     with pytest.raises(UserError, match="trainer.batch_size=8 does not split evenly over 3 processes"):
-        Batches(data, 8, seed=1, device=cpu, dynamic_binarize=False, shard=(0, 3))
+        Batches(data, 8, seed=1, device=cpu, dynamic_binarize=False, shard=World(0, 3))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.distributed import World
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
@@ -172,19 +173,19 @@ class ShuffledBatches:
 class Batches:
     """The training batches of one run: a ShuffledBatches order, gathered on the device as float in
     [0, 1], with a fresh Bernoulli draw per batch when `dynamic_binarize` (see the module docstring);
-    with `shard` = (rank, ranks), this rank's rows of each batch of `batch_size` images.
+    with a `shard` (genlab.distributed.World), that rank's rows of each batch of `batch_size` images.
 
     `state_dict()` is the order's (epoch, batch_in_epoch): the only state the stream has.
     """
 
     def __init__(self, data: ImageData, batch_size: int, seed: int, device: torch.device, dynamic_binarize: bool,
-                 shard: tuple[int, int] = (0, 1)):
-        rank, ranks = shard
-        if batch_size % ranks:
-            raise UserError(f"trainer.batch_size={batch_size} does not split evenly over {ranks} processes: "
-                            f"use a multiple of {ranks} (it is the global batch)")
+                 shard: World | None = None):
+        shard = shard or World()
+        if batch_size % shard.size:
+            raise UserError(f"trainer.batch_size={batch_size} does not split evenly over {shard.size} processes: "
+                            f"use a multiple of {shard.size} (it is the global batch)")
         self.data, self.seed, self.device, self.dynamic_binarize = data, seed, device, dynamic_binarize
-        self.rows = slice(rank * batch_size // ranks, (rank + 1) * batch_size // ranks)
+        self.rows = shard.rows(batch_size)
         # Where the images are gathered: a TensorData's device, else (rendered data) the training device.
         self.order = ShuffledBatches(data.num_images, batch_size, seed, getattr(data, "device", device))
 

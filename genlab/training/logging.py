@@ -2,7 +2,10 @@
 
 A run that continues from a checkpoint at step s opens its events file with purge_step = s + 1:
 TensorBoard then hides whatever earlier files hold from step s + 1 on (written after that
-checkpoint by a process that was killed), so the curves show each step once.
+checkpoint by a process that was killed), so the curves show each step once. TensorBoard reads a
+run's files in name order, events.out.tfevents.<second>.<host>.<pid>.<writer number>: two files
+opened in the same second would sort by pid or by the writer number as text (…9 after …10), so a
+new file waits for the second after the run's newest file began.
 
 On a terminal a rich progress bar shows step, loss, images/s and ETA; when stdout is not a TTY
 (a log file, a cluster job) the same appears as one plain line every `log_every` steps.
@@ -11,6 +14,7 @@ On a terminal a rich progress bar shows step, loss, images/s and ETA; when stdou
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,6 +30,10 @@ log = logging.getLogger("genlab")
 
 class RunLogger:
     def __init__(self, run_dir: Path, start_step: int, max_steps: int, interactive: bool | None = None):
+        newest_s = max((int(m.group(1)) for p in run_dir.glob("events.out.tfevents.*")
+                        if (m := re.match(r"events\.out\.tfevents\.(\d+)\.", p.name))), default=0)
+        while time.time() < newest_s + 1:
+            time.sleep(newest_s + 1 - time.time())
         self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
         self.samples_dir = run_dir / "samples"
         self.max_steps = max_steps
