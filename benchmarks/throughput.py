@@ -174,7 +174,7 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
     assert model["loss"] == "nonsaturating" and model["d_steps"] == 1, "the hand loop writes out the default GAN"
     classes = num_classes if model["name"] == "cgan" else 0
     latent, gamma, decay = model["latent_dim"], model["r1_gamma"], model["ema_decay"]
-    generator = Generator(image_shape, model["width"], latent, classes)
+    generator = Generator(image_shape, model["width"], latent, classes, model["embed_dim"] if classes else 0)
     discriminator = Discriminator(image_shape, model["width"], classes)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     g_opt, d_opt = make_optimizer(generator.parameters(), optimizer), make_optimizer(discriminator.parameters(), optimizer)

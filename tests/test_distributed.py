@@ -40,7 +40,8 @@ def scalars(run_dir) -> dict:
 
 
 def test_two_processes_train_as_one(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun leaves its torchelastic_* folders there.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     launch = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              str(REPO / "tests" / "ddp_worker.py"), *SMALL], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
