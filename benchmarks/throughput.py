@@ -166,14 +166,15 @@ def vae_update(model: dict, optimizer: dict, image_shape, num_classes: int):
 
 
 def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
-    """DCGAN, non-saturating loss + R1 on real images, one D step then one G step, EMA generator
-    (the settings of configs/model/gan.yaml; cgan: class-conditional nets)."""
+    """DCGAN, non-saturating loss + R1 on real images, one D step then one G step with the
+    mode-seeking term where model.mode_seeking > 0, EMA generator (the settings of
+    configs/model/gan.yaml; cgan: class-conditional nets, cgan.yaml)."""
     from genlab.models.gan import Discriminator, Generator
     from genlab.models.optim import make_optimizer
 
     assert model["loss"] == "nonsaturating" and model["d_steps"] == 1, "the hand loop writes out the default GAN"
     classes = num_classes if model["name"] == "cgan" else 0
-    latent, gamma, decay = model["latent_dim"], model["r1_gamma"], model["ema_decay"]
+    latent, gamma, decay, seeking = model["latent_dim"], model["r1_gamma"], model["ema_decay"], model["mode_seeking"]
     generator = Generator(image_shape, model["width"], latent, classes, model["embed_dim"] if classes else 0)
     discriminator = Discriminator(image_shape, model["width"], classes)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
@@ -192,7 +193,14 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
         d_loss.backward()
         d_opt.step()
         discriminator.requires_grad_(False)
-        g_loss = F.softplus(-discriminator(generator(torch.randn(len(x), latent), y), y)).mean()
+        n, half = len(x), len(x) // 2
+        y = torch.cat([y[:half], y[: n - half]]) if classes else None  # pairs (i, half + i) share a label
+        z = torch.randn(n, latent)
+        fake = generator(z, y)
+        g_loss = F.softplus(-discriminator(fake, y)).mean()
+        if seeking:
+            ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (z[:half] - z[half : 2 * half]).abs().mean()
+            g_loss = g_loss + seeking / (ratio + 1e-5)
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()

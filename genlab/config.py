@@ -74,6 +74,8 @@ def validate_train(cfg: DictConfig) -> None:
         _require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
         _require(cfg, "model.d_steps", "int", low=1)
         _require(cfg, "model.r1_gamma", "number", low=0)
+        _require(cfg, "model.mode_seeking", "number", low=0)
+        _require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
         if _require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
             raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
                               "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")

@@ -29,8 +29,6 @@ FREE_SECTIONS = ("eval.",)
 ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
 DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
 PROCESSES = "processes"  # ranks of a hardware=ddp run (1 otherwise): a GAN's BatchNorm sees B / ranks images
-# Keys added after checkpoints were first written, with the value those checkpoints ran with.
-ADDED_KEYS = {"hardware.compile": False, "hardware.distributed": False}
 
 
 def _parse(overrides: list[str]) -> list:
@@ -90,7 +88,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def config_changes(saved: dict, current: dict) -> dict[str, tuple]:
     """Every dotted key whose value differs: key → (saved value, current value), ABSENT where a
     config lacks the key."""
-    before, after = {**ADDED_KEYS, **_flat(saved)}, _flat(run_config(current))
+    before, after = _flat(saved), _flat(run_config(current))
     changes = {k: (before.get(k, ABSENT), after.get(k, ABSENT)) for k in sorted(before.keys() | after.keys())}
     return {k: (old, new) for k, (old, new) in changes.items() if old != new}
 

@@ -56,15 +56,10 @@ def load_model(ckpt: Path):
     """The model stored in a checkpoint, on the CPU, in eval mode."""
     import torch
 
-    from genlab.models import build_model
+    from genlab.models import model_from_checkpoint
     from genlab.training.checkpoint import load_checkpoint
 
-    state = load_checkpoint(ckpt)
-    cfg, data = state["config"], state["data"]
-    model = build_model(cfg["model"], cfg["optimizer"], data["image_shape"], data["num_classes"], torch.device("cpu"))
-    model.load_state_dict(state["model"])
-    model.train(False)
-    return model
+    return model_from_checkpoint(load_checkpoint(ckpt), torch.device("cpu"))
 
 
 def write(path: Path, write_file) -> None:

@@ -15,11 +15,12 @@ from conftest import TINY, genlab
 from genlab.config import ConfigError, compose_jobs, validate_train
 from genlab.data.batches import Batch
 from genlab.models import build_model
+from genlab.models.gan import Generator, diversity_ratio
 from genlab.training.loop import rng_state, set_rng_state
 
 CPU = torch.device("cpu")
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
-SCALARS = {"d_loss", "g_loss", "d_real", "d_fake", "r1_grad_sq", "d_grad_norm", "g_grad_norm"}
+SCALARS = {"d_loss", "g_loss", "g_diversity", "d_real", "d_fake", "r1_grad_sq", "d_grad_norm", "g_grad_norm"}
 
 
 def composed(*overrides: str):
@@ -99,6 +100,33 @@ def test_r1_is_the_squared_input_gradient_of_d_on_real_images():
     metrics = model.train_step(data)
     torch.testing.assert_close(metrics["r1_grad_sq"], grad.pow(2).flatten(1).sum(1).mean())
     assert make("gan", r1_gamma=0.0).train_step(data)["r1_grad_sq"] == 0
+
+
+def test_diversity_ratio_matches_its_closed_form():
+    images = torch.tensor([[0.0, 1.0], [2.0, 2.0], [1.0, -1.0], [2.0, 0.0], [9.0, 9.0]])  # the 5th has no pair
+    z = torch.tensor([[1.0], [0.0], [3.0], [-2.0], [7.0]])
+    # pairs (0, 2), (1, 3): mean |x̃ gaps| = (1 + 2 + 0 + 2) / 4, mean |z gaps| = (2 + 2) / 2
+    torch.testing.assert_close(diversity_ratio(images, z), torch.tensor(1.25 / 2.0))
+
+
+def test_mode_seeking_pairs_labels_and_changes_only_the_generator_update(monkeypatch):
+    forward, seen = Generator.forward, []
+    monkeypatch.setattr(Generator, "forward", lambda self, z, labels=None: seen.append(labels) or forward(self, z, labels))
+
+    data, updates = batch(n=7), {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = make("cgan", mode_seeking=weight)
+        seen.clear()
+        metrics = model.train_step(data)
+        updates[weight] = model.state_dict()
+    g_labels = seen[-1]  # the generator's update: pairs (i, 3 + i) share a label
+    torch.testing.assert_close(g_labels[:3], g_labels[3:6])
+    assert torch.equal(g_labels[:3], data.labels[:3])
+    assert metrics["g_diversity"] > 0
+    for key, value in updates[0.0]["discriminator"].items():  # D steps before G: the same
+        torch.testing.assert_close(updates[1.0]["discriminator"][key], value, rtol=0, atol=0)
+    assert not torch.equal(updates[1.0]["generator"]["net.head.weight"], updates[0.0]["generator"]["net.head.weight"])
 
 
 def test_ema_follows_its_formula_and_is_what_sample_uses():
@@ -187,6 +215,8 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.loss=wasserstein", "model.loss='wasserstein' is not allowed: choose one of nonsaturating, hinge"),
     ("model.d_steps=0", "model.d_steps=0 is not allowed: expected an integer >= 1"),
     ("model.r1_gamma=-1", "model.r1_gamma=-1 is not allowed: expected a number >= 0"),
+    ("model.mode_seeking=-0.5", "model.mode_seeking=-0.5 is not allowed: expected a number >= 0"),
+    ("trainer.batch_size=1", "trainer.batch_size=1 is not allowed: expected an integer >= 2"),
     ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
     ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),
     ("model.embed_dim=0", "model.embed_dim=0 is not allowed: expected an integer >= 1"),

@@ -134,6 +134,34 @@ def test_a_different_device_behind_hardware_auto_is_drift(tmp_path):
         train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=6", f"resume={run}"), run)
 
 
+def test_a_checkpoint_from_before_a_config_key_existed_samples_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    train(compose("model=gan"), run)
+    state = load_checkpoint(run)
+    del state["config"]["model"]["mode_seeking"], state["config"]["hardware"]["compile"]
+    save_checkpoint(state, run / "checkpoints" / "last.pt")  # as genlab 0.1.0 wrote it
+
+    assert load_checkpoint(run)["config"]["model"]["mode_seeking"] == 0.0  # the value it trained with
+    sampled = genlab("sample", f"ckpt={run}", "n=4", f"out={tmp_path / 'grid.png'}", cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    assert train(compose("model=gan", "trainer.max_steps=6", f"resume={run}"), run)["step"] == 6
+
+
+def test_weights_that_do_not_fit_the_networks_are_a_one_line_error(tmp_path):
+    run = tmp_path / "run"
+    assert genlab("train", *TINY, "model=cgan", "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    state = load_checkpoint(run)
+    state["model"]["discriminator"]["project.weight"] = torch.zeros(3, 5)  # as an older cgan stored it
+    save_checkpoint({**state, "genlab_version": "0.0.9"}, run / "checkpoints" / "last.pt")
+    for command in (["sample", f"ckpt={run}"], ["eval", f"ckpt={run}", "metrics=[accuracy]"],
+                    ["train", f"resume={run}", "trainer.max_steps=6"]):
+        result = genlab(*command, cwd=tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.strip().endswith("do not fit this genlab's networks (size mismatch for project.weight): "
+                                              "use genlab 0.0.9 for it, e.g. pip install genlab==0.0.9"), result.stderr
+        assert "\n" not in result.stderr.strip() and "Traceback" not in result.stderr
+
+
 def test_sigterm_checkpoints_and_the_cli_resumes(tmp_path):
     command = [sys.executable, "-m", "genlab.cli", "train", *TINY, "trainer.max_steps=100000", "trainer.log_every=1",
                "trainer.ckpt_every=1000", "trainer.sample_every=1000", "hydra.run.dir=run"]

@@ -80,16 +80,14 @@ class Evaluation:
     @classmethod
     def from_checkpoint(cls, state: dict, settings: dict, device: torch.device) -> Evaluation:
         """The model of a loaded checkpoint, rebuilt on `device` in eval mode."""
-        from genlab.models import build_model
+        from genlab.models import model_from_checkpoint
 
-        config, data = state["config"], state["data"]
+        config = state["config"]
         dataset = config["dataset"]
         if settings["data_root"] is not None and "root" in dataset:
             dataset = {**dataset, "root": settings["data_root"]}
-        model = build_model(config["model"], config["optimizer"], data["image_shape"], data["num_classes"], device)
-        model.load_state_dict(state["model"])
-        model.train(False)
-        return cls(model, config["model"]["name"], dataset, data["num_classes"], settings, device)
+        model = model_from_checkpoint(state, device)
+        return cls(model, config["model"]["name"], dataset, state["data"]["num_classes"], settings, device)
 
     # -- shared pieces -------------------------------------------------------------------------
 

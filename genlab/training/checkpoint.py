@@ -31,6 +31,14 @@ from genlab.errors import UserError
 FORMAT_VERSION = 1
 LAST = "last.pt"
 STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
+# Config keys added after checkpoints were first written: (section, key) → (the value those
+# checkpoints ran with, the models that have the key or None for all). load_checkpoint fills them
+# in, so an older checkpoint builds, samples and resumes as one written now.
+ADDED_KEYS = {
+    ("hardware", "compile"): (False, None),
+    ("hardware", "distributed"): (False, None),
+    ("model", "mode_seeking"): (0.0, ("gan", "cgan")),
+}
 
 
 class CheckpointError(UserError):
@@ -145,7 +153,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             f"{path} has checkpoint format {state['format_version']}, newer than this genlab's {FORMAT_VERSION} "
             f"(written by genlab {state.get('genlab_version')}): upgrade genlab to load it"
         )
+    if isinstance(state.get("config"), dict):
+        _add_new_keys(state["config"])
     return state
+
+
+def _add_new_keys(config: dict) -> None:
+    """Give a run config the ADDED_KEYS it lacks, at the value its run had."""
+    for (section, key), (value, models) in ADDED_KEYS.items():
+        if section in config and (models is None or config.get("model", {}).get("name") in models):
+            config[section].setdefault(key, value)
 
 
 class RunCheckpoints:

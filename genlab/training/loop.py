@@ -42,7 +42,7 @@ import torch
 from genlab import distributed
 from genlab.data.batches import Batches, ImageData, to_batch
 from genlab.errors import UserError
-from genlab.models import optim
+from genlab.models import load_model_state, optim
 from genlab.training.checkpoint import RunCheckpoints
 from genlab.training.logging import RunLogger
 from genlab.training.signals import Interrupted, StopSignals
@@ -215,7 +215,7 @@ def fit(model, data: ImageData, batches: Batches, trainer: Trainer, *, checkpoin
     real = to_batch(data, torch.linspace(0, data.num_images - 1, trainer.grid_size).long(), device).images
     step, window, main = 0, ScalarWindow(), distributed.world().main
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        load_model_state(model, resume)
         optim.load_scaler_states(model.optimizers(), resume.get("scalers", {}))
         batches.load_state_dict(resume["batches"])
         window.load_state_dict(resume["window"], device)
