@@ -88,11 +88,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    (cfg,) = compose_jobs("train", ["dataset=mnist", f"dataset.root={args.root}", "dataset.download=false"],
+    # download=true: from the original .gz files in MNIST/raw torchvision only checks and unpacks them.
+    (cfg,) = compose_jobs("train", ["dataset=mnist", f"dataset.root={args.root}", "dataset.download=true"],
                           multirun=False)
     plain = OmegaConf.to_container(cfg, resolve=True)
     data = build_dataset(plain["dataset"], seed=0)
-    mnist = datasets.MNIST(args.root, train=True, download=False, transform=transforms.ToTensor())
+    mnist = datasets.MNIST(args.root, train=True, download=True, transform=transforms.ToTensor())
     loader = DataLoader(mnist, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
                         generator=torch.Generator().manual_seed(0))
     pipelines = {"genlab": lambda: genlab_epoch(data, args.batch_size, device),
