@@ -168,15 +168,16 @@ def vae_update(model: dict, optimizer: dict, image_shape, num_classes: int):
 def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
     """DCGAN, non-saturating loss + R1 on real images, one D step then one G step with the
     mode-seeking term where model.mode_seeking > 0, EMA generator (the settings of
-    configs/model/gan.yaml; cgan: class-conditional nets, cgan.yaml)."""
+    configs/model/gan.yaml; cgan: class-conditional nets and D's auxiliary classifier, cgan.yaml)."""
     from genlab.models.gan import Discriminator, Generator
     from genlab.models.optim import make_optimizer
 
     assert model["loss"] == "nonsaturating" and model["d_steps"] == 1, "the hand loop writes out the default GAN"
     classes = num_classes if model["name"] == "cgan" else 0
     latent, gamma, decay, seeking = model["latent_dim"], model["r1_gamma"], model["ema_decay"], model["mode_seeking"]
+    class_weight = model["class_loss"] if classes else 0.0
     generator = Generator(image_shape, model["width"], latent, classes, model["embed_dim"] if classes else 0)
-    discriminator = Discriminator(image_shape, model["width"], classes)
+    discriminator = Discriminator(image_shape, model["width"], classes, class_weight > 0)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     g_opt, d_opt = make_optimizer(generator.parameters(), optimizer), make_optimizer(discriminator.parameters(), optimizer)
     updates = [0]
@@ -186,9 +187,11 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
         real = (x * 2 - 1).requires_grad_(True)
         with torch.no_grad():
             fake = generator(torch.randn(len(x), latent), y)
-        real_score, fake_score = discriminator(real, y), discriminator(fake, y)
+        (real_score, real_logits), (fake_score, _) = discriminator(real, y), discriminator(fake, y)
         (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
         d_loss = (F.softplus(-real_score) + F.softplus(fake_score)).mean() + gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
+        if class_weight:
+            d_loss = d_loss + class_weight * F.cross_entropy(real_logits, y)
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         d_opt.step()
@@ -197,7 +200,10 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
         y = torch.cat([y[:half], y[: n - half]]) if classes else None  # pairs (i, half + i) share a label
         z = torch.randn(n, latent)
         fake = generator(z, y)
-        g_loss = F.softplus(-discriminator(fake, y)).mean()
+        fake_score, fake_logits = discriminator(fake, y)
+        g_loss = F.softplus(-fake_score).mean()
+        if class_weight:
+            g_loss = g_loss + class_weight * F.cross_entropy(fake_logits, y)
         if seeking:
             ratio = (fake[:half] - fake[half : 2 * half]).abs().mean() / (z[:half] - z[half : 2 * half]).abs().mean()
             g_loss = g_loss + seeking / (ratio + 1e-5)

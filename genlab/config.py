@@ -81,6 +81,7 @@ def validate_train(cfg: DictConfig) -> None:
                               "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")
     if cfg.model.name == "cgan":
         _require(cfg, "model.embed_dim", "int", low=1)
+        _require(cfg, "model.class_loss", "number", low=0)
     _require(cfg, "optimizer.lr", "number", low=0, low_open=True)
     _require(cfg, "optimizer.weight_decay", "number", low=0)
     if "betas" in cfg.optimizer:

@@ -21,6 +21,7 @@ from genlab.training.loop import rng_state, set_rng_state
 CPU = torch.device("cpu")
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
 SCALARS = {"d_loss", "g_loss", "g_diversity", "d_real", "d_fake", "r1_grad_sq", "d_grad_norm", "g_grad_norm"}
+CLASS_SCALARS = {"real_class_acc", "fake_class_acc"}  # cgan with its auxiliary classifier
 
 
 def composed(*overrides: str):
@@ -54,7 +55,7 @@ def test_network_shapes(name, channels, size):
     images = model.generator(torch.randn(2, model.latent_dim), labels)
     assert images.shape == (2, channels, size, size)
     assert images.abs().max() <= 1
-    assert model.discriminator(images, labels).shape == (2,)
+    assert model.discriminator(images, labels)[0].shape == (2,)
     samples = model.sample(5, torch.Generator().manual_seed(0))
     assert samples.shape == (5, channels, size, size) and 0 <= samples.min() and samples.max() <= 1
 
@@ -78,7 +79,7 @@ def test_one_step_updates_both_networks(name, loss, d_steps):
     before = copy.deepcopy(model.state_dict())
     metrics = model.train_step(batch())
     after = model.state_dict()
-    assert set(metrics) == SCALARS
+    assert set(metrics) == (SCALARS | CLASS_SCALARS if name == "cgan" else SCALARS)
     assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in metrics.values())
     if loss == "nonsaturating":
         assert 0 < metrics["d_real"] < 1 and 0 < metrics["d_fake"] < 1  # probabilities
@@ -89,6 +90,7 @@ def test_one_step_updates_both_networks(name, loss, d_steps):
     if name == "cgan":  # the label embedding and the projection are trained too
         assert not torch.equal(after["generator"]["embed.weight"], before["generator"]["embed.weight"])
         assert not torch.equal(after["discriminator"]["project.weight"], before["discriminator"]["project.weight"])
+        assert not torch.equal(after["discriminator"]["classifier.weight"], before["discriminator"]["classifier.weight"])
 
 
 def test_r1_is_the_squared_input_gradient_of_d_on_real_images():
@@ -96,7 +98,7 @@ def test_r1_is_the_squared_input_gradient_of_d_on_real_images():
     model = make("cgan", r1_gamma=10.0)
     d_before, data = copy.deepcopy(model.discriminator), batch()
     x = (data.images * 2 - 1).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d_before(x, data.labels).sum(), x)
+    (grad,) = torch.autograd.grad(d_before(x, data.labels)[0].sum(), x)
     metrics = model.train_step(data)
     torch.testing.assert_close(metrics["r1_grad_sq"], grad.pow(2).flatten(1).sum(1).mean())
     assert make("gan", r1_gamma=0.0).train_step(data)["r1_grad_sq"] == 0
@@ -127,6 +129,28 @@ def test_mode_seeking_pairs_labels_and_changes_only_the_generator_update(monkeyp
     for key, value in updates[0.0]["discriminator"].items():  # D steps before G: the same
         torch.testing.assert_close(updates[1.0]["discriminator"][key], value, rtol=0, atol=0)
     assert not torch.equal(updates[1.0]["generator"]["net.head.weight"], updates[0.0]["generator"]["net.head.weight"])
+
+
+def test_auxiliary_classifier_loss_is_cross_entropy_and_off_at_zero():
+    model = make("cgan")
+    logits, labels = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]]), torch.tensor([0, 1])
+    loss, accuracy = model._classified(logits, labels)
+    # −log softmax: e²/(e² + 2) for the first row, e¹/(1 + e + e³) for the second; argmax right once
+    expected = -(math.log(math.e**2 / (math.e**2 + 2)) + math.log(math.e / (1 + math.e + math.e**3))) / 2
+    torch.testing.assert_close(loss, torch.tensor(expected))
+    assert accuracy == 0.5
+
+    updates = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = make("cgan", class_loss=weight)
+        assert (model.discriminator.classifier is None) == (weight == 0)
+        metrics = model.train_step(batch())
+        assert set(metrics) == (SCALARS | CLASS_SCALARS if weight else SCALARS)
+        updates[weight] = model.state_dict()
+    # the classifier's cross-entropy trains D's shared convolutions too
+    conv = "net.convs.0.weight"
+    assert not torch.equal(updates[1.0]["discriminator"][conv], updates[0.0]["discriminator"][conv])
 
 
 def test_ema_follows_its_formula_and_is_what_sample_uses():
@@ -216,6 +240,7 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.d_steps=0", "model.d_steps=0 is not allowed: expected an integer >= 1"),
     ("model.r1_gamma=-1", "model.r1_gamma=-1 is not allowed: expected a number >= 0"),
     ("model.mode_seeking=-0.5", "model.mode_seeking=-0.5 is not allowed: expected a number >= 0"),
+    ("model.class_loss=-1", "model.class_loss=-1 is not allowed: expected a number >= 0"),
     ("trainer.batch_size=1", "trainer.batch_size=1 is not allowed: expected an integer >= 2"),
     ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
     ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),

@@ -134,17 +134,21 @@ def test_a_different_device_behind_hardware_auto_is_drift(tmp_path):
         train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=6", f"resume={run}"), run)
 
 
-def test_a_checkpoint_from_before_a_config_key_existed_samples_and_resumes(tmp_path):
+@pytest.mark.parametrize("model,added", [("gan", ["mode_seeking"]), ("cgan", ["mode_seeking", "class_loss"])])
+def test_a_checkpoint_from_before_a_config_key_existed_samples_and_resumes(tmp_path, model, added):
     run = tmp_path / "run"
-    train(compose("model=gan"), run)
+    as_trained = [f"model={model}", *(f"model.{key}=0" for key in added)]  # what genlab 0.1.0 did
+    train(compose(*as_trained), run)
     state = load_checkpoint(run)
-    del state["config"]["model"]["mode_seeking"], state["config"]["hardware"]["compile"]
+    for key in added:
+        del state["config"]["model"][key]
+    del state["config"]["hardware"]["compile"]
     save_checkpoint(state, run / "checkpoints" / "last.pt")  # as genlab 0.1.0 wrote it
 
-    assert load_checkpoint(run)["config"]["model"]["mode_seeking"] == 0.0  # the value it trained with
+    assert all(load_checkpoint(run)["config"]["model"][key] == 0.0 for key in added)  # the values it trained with
     sampled = genlab("sample", f"ckpt={run}", "n=4", f"out={tmp_path / 'grid.png'}", cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr
-    assert train(compose("model=gan", "trainer.max_steps=6", f"resume={run}"), run)["step"] == 6
+    assert train(compose(*as_trained, "trainer.max_steps=6", f"resume={run}"), run)["step"] == 6
 
 
 def test_weights_that_do_not_fit_the_networks_are_a_one_line_error(tmp_path):

@@ -38,6 +38,7 @@ ADDED_KEYS = {
     ("hardware", "compile"): (False, None),
     ("hardware", "distributed"): (False, None),
     ("model", "mode_seeking"): (0.0, ("gan", "cgan")),
+    ("model", "class_loss"): (0.0, ("cgan",)),
 }
 
 
