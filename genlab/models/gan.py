@@ -28,8 +28,7 @@ Losses per image, with σ the logistic sigmoid, softplus(t) = log(1 + eᵗ) and 
     it drew varied, correct digits after 600 steps. The cgan uses γ = 1: with γ = 10 its samples on
     shapes carried a grey haze over the black background, and D's auxiliary classifier (below)
     learned the classes more slowly (right 77 % of the time after 2,450 steps, against 86 % with
-    γ = 1, both with w = 5). γ = 0.1 let D win
-    (d_loss about 0.2) and G's images went noisy.
+    γ = 1, both with w = 5). γ = 0.1 let D win (d_loss about 0.2) and G's images went noisy.
 
 Mode seeking (Mao et al. 2019, "Mode Seeking Generative Adversarial Networks for Diverse Image
 Synthesis", eq. 3 as in their code): the generator's batch is drawn as pairs (i, h + i), h = ⌊n/2⌋,
@@ -206,7 +205,8 @@ class GAN:
             with torch.no_grad():
                 fake = self.generator(self._noise(n), labels)
             real_score, real_logits = self.discriminator(real, labels)
-            real_score, fake_score = real_score.float(), self.discriminator(fake, labels)[0].float()
+            fake_score, _ = self.discriminator(fake, labels)
+            real_score, fake_score = real_score.float(), fake_score.float()
             d_loss = self._d_loss(real_score, fake_score)
             class_loss, real_class_acc = self._classified(real_logits, labels)
             grad_sq = torch.zeros((), device=self.device)
