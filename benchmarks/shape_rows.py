@@ -14,7 +14,8 @@ mean of min_i ‖x̃ − x_i‖². A real image scores 1 and distance 0. A round
 mostly a heart (small hearts are nearly round at 32 px), so the square row separates squares from
 blobs, and the heart row does not.
 
-Not a test: the search takes about a minute per checkpoint for 300 samples at 32 px on 2 cores.
+Not a test: one pass over the dataset serves every checkpoint given; two checkpoints of 300 samples
+each took about a minute at 32 px on 2 cores.
 
     PYTHONPATH=. python benchmarks/shape_rows.py outputs/<run>/checkpoints/last.pt [more.pt ...] --n 100
 """
@@ -47,15 +48,19 @@ def nearest_real(images: torch.Tensor, image_size: int) -> tuple[torch.Tensor, t
     return best_index, best_sq
 
 
-def shape_rows(ckpt: str, n: int, seed: int) -> None:
+def class_rows(ckpt: str, n: int, seed: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(step, images, labels) of a class grid with n columns from a shapes cgan checkpoint."""
     state = load_checkpoint(ckpt)
     config = state["config"]
     if config["model"]["name"] != "cgan" or config["dataset"]["name"] != "shapes":
         found = f"{config['model']['name']} on {config['dataset']['name']}"
-        raise SystemExit(f"error: {ckpt} is a {found}: pass a cgan trained on shapes")
+        raise UserError(f"{ckpt} is a {found}: pass a cgan trained on shapes")
     model = model_from_checkpoint(state, torch.device("cpu"))
     z, labels = model.class_latents(n, torch.Generator().manual_seed(seed))
-    index, dist_sq = nearest_real(model.generate(z, labels), model.image_shape[-1])
+    return state["step"], model.generate(z, labels), labels
+
+
+def report(ckpt: str, step: int, labels: torch.Tensor, index: torch.Tensor, dist_sq: torch.Tensor) -> str:
     nearest_shape = factor_classes(index)[:, 0]
     rows = []
     for k, name in enumerate(SHAPE_NAMES):
@@ -63,22 +68,31 @@ def shape_rows(ckpt: str, n: int, seed: int) -> None:
         counts = torch.bincount(nearest_shape[row], minlength=len(SHAPE_NAMES)).tolist()
         rows.append(f"{name} {(nearest_shape[row] == k).float().mean():.2f} "
                     f"(nearest {'/'.join(map(str, counts))}, dist² {dist_sq[row].mean():.1f})")
-    print(f"{ckpt} step {state['step']}: " + "; ".join(rows))
+    return f"{ckpt} step {step}: " + "; ".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ckpt", nargs="+", help="cgan checkpoints trained on shapes")
+    parser.add_argument("ckpt", nargs="+", help="cgan checkpoints trained on shapes, all of one image size")
     parser.add_argument("--n", type=int, default=100, help="samples per row (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.n < 1 or args.threads < 1:
+        parser.error("--n and --threads must be at least 1")
     torch.set_num_threads(args.threads)
-    for ckpt in args.ckpt:
-        try:
-            shape_rows(ckpt, args.n, args.seed)
-        except UserError as e:
-            raise SystemExit(f"error: {e}") from None
+    try:
+        grids = [class_rows(ckpt, args.n, args.seed) for ckpt in args.ckpt]
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
+    sizes = {images.shape[-1] for _, images, _ in grids}
+    if len(sizes) > 1:
+        raise SystemExit(f"error: the checkpoints have image sizes {sorted(sizes)}: pass checkpoints of one size per call")
+    # One pass over the dataset for every checkpoint's samples together.
+    index, dist_sq = nearest_real(torch.cat([images for _, images, _ in grids]), sizes.pop())
+    lengths = [len(labels) for _, _, labels in grids]
+    for ckpt, (step, _, labels), part_index, part_sq in zip(args.ckpt, grids, index.split(lengths), dist_sq.split(lengths)):
+        print(report(ckpt, step, labels, part_index, part_sq))
 
 
 if __name__ == "__main__":
