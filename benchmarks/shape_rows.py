@@ -18,6 +18,7 @@ Not a test: one pass over the dataset serves every checkpoint given; two checkpo
 each took about a minute at 32 px on 2 cores.
 
     PYTHONPATH=. python benchmarks/shape_rows.py outputs/<run>/checkpoints/last.pt [more.pt ...] --n 100
+    (add --device cuda to run the generators and the search on a GPU)
 """
 
 from __future__ import annotations
@@ -35,27 +36,31 @@ CHUNK_IMAGES = 32768  # real images compared at once (128 MiB of float32 at 32 p
 
 
 def nearest_real(images: torch.Tensor, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For images (N, 1, S, S) in [0, 1]: the index of the nearest shapes image and the squared distance."""
-    flat = images.flatten(1).float()
-    best_sq, best_index = torch.full((len(flat),), float("inf")), torch.zeros(len(flat), dtype=torch.long)
+    """For images (N, 1, S, S) in [0, 1]: the index of the nearest shapes image and the squared distance.
+
+    The search runs on the images' device and returns CPU tensors.
+    """
+    flat, device = images.flatten(1).float(), images.device
+    best_sq = torch.full((len(flat),), float("inf"), device=device)
+    best_index = torch.zeros(len(flat), dtype=torch.long, device=device)
     for start in range(0, NUM_IMAGES, CHUNK_IMAGES):
-        index = torch.arange(start, min(start + CHUNK_IMAGES, NUM_IMAGES))
+        index = torch.arange(start, min(start + CHUNK_IMAGES, NUM_IMAGES), device=device)
         real = render(index, image_size).flatten(1).float() / 255
         dist_sq = torch.cdist(flat, real).square()
         chunk_sq, chunk_arg = dist_sq.min(1)
         closer = chunk_sq < best_sq
         best_sq[closer], best_index[closer] = chunk_sq[closer], index[chunk_arg[closer]]
-    return best_index, best_sq
+    return best_index.cpu(), best_sq.cpu()
 
 
-def class_rows(ckpt: str, n: int, seed: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+def class_rows(ckpt: str, n: int, seed: int, device: torch.device) -> tuple[int, torch.Tensor, torch.Tensor]:
     """(step, images, labels) of a class grid with n columns from a shapes cgan checkpoint."""
     state = load_checkpoint(ckpt)
     config = state["config"]
     if config["model"]["name"] != "cgan" or config["dataset"]["name"] != "shapes":
         found = f"{config['model']['name']} on {config['dataset']['name']}"
         raise UserError(f"{ckpt} is a {found}: pass a cgan trained on shapes")
-    model = model_from_checkpoint(state, torch.device("cpu"))
+    model = model_from_checkpoint(state, device)
     z, labels = model.class_latents(n, torch.Generator().manual_seed(seed))
     return state["step"], model.generate(z, labels), labels
 
@@ -77,12 +82,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="samples per row (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the generators and the search run")
     args = parser.parse_args()
     if args.n < 1 or args.threads < 1:
         parser.error("--n and --threads must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible; use --device cpu")
     torch.set_num_threads(args.threads)
     try:
-        grids = [class_rows(ckpt, args.n, args.seed) for ckpt in args.ckpt]
+        grids = [class_rows(ckpt, args.n, args.seed, torch.device(args.device)) for ckpt in args.ckpt]
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
     sizes = {images.shape[-1] for _, images, _ in grids}
