@@ -62,14 +62,18 @@ steps (chance is 33 %). The accuracy overstates what a person sees: after 8,000 
 that differ in faint edge and background texture (the squares' background carries a
 checkerboard), so G satisfies both classifiers without drawing corners or the heart's notch.
 benchmarks/shape_rows.py measures this in pixel space: the share of the square row's samples whose
-nearest real image is a square was 0.19–0.20 at 4,000, 8,000 and 12,000 steps (a real square scores
-1). Tried at 32 px without lifting it (steps, score): D without BatchNorm (3,000, 0.00); one
-BatchNorm batch of real and fake images (2,300, 0.22); a stride-1 3×3 convolution before D's first
-stride (0.51 at 2,000, 0.12 at 5,000, 0.17 for a second seed at 3,000); d_steps = 2 (2,200, 0.19);
-nearest-neighbour upsampling + 3×3 convolutions in G (3,000, 0.23: no checkerboard, but crescents
-for ellipses); a (K+1)-way head that also learns a "fake" class (1,300, 0.08: D won); spectral
-normalisation, hinge loss and no R1 (2,000: 0.02 with the head, the samples collapsed; 0.07
-without, every row drew the same shape). At 64 px the square row was still blobs after 1,000 steps.
+nearest real image is a square (a real square scores 1; a round blob's nearest image is mostly a
+heart) stayed at 0.19–0.36 from 4,000 to 33,000 steps of cgan's defaults (to 12,000 on the CPU; to
+15,844 on an H100, resumed on the CPU), and the heart row stayed round. Tried at 32 px unless
+stated, none drawing squares and hearts (steps, square score): D without BatchNorm (0.00 at 3,000,
+0.32 at 11,033, 0.50 at 18,618: grey boxes rather than squares); one BatchNorm batch of real and
+fake images (2,300, 0.22); a stride-1 3×3 convolution before D's first stride (0.51 at 2,000, 0.12
+at 5,000), or before each of its strides (4,184, 0.27); d_steps = 2 (2,200, 0.19); nearest-neighbour
+upsampling in G (3,000, 0.23); a (K+1)-way head (1,300, 0.08: D won); spectral normalisation with
+hinge loss and no R1 (2,000–9,750, 0.02–0.19); batch 256 (8,950, 0.21); width 64 (14,111, 0.22);
+γ = 10 (15,973, 0.28); 64 px with batch 64, 256 or width 64 (3,021–8,071, 0.07–0.13). The
+unconditional gan, too, drew only blobs and ellipses after 17,844 steps (and after 13,184 without
+BatchNorm in D), so the limit lies in the DCGAN pair and its training, not in the conditioning.
 
 One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then one
 generator update with fresh z. Fake images take the real batch's labels, so the cGAN's fakes follow
