@@ -61,8 +61,8 @@ def class_rows(ckpt: str, n: int, seed: int, device: torch.device) -> tuple[int,
         found = f"{config['model']['name']} on {config['dataset']['name']}"
         raise UserError(f"{ckpt} is a {found}: pass a cgan trained on shapes")
     model = model_from_checkpoint(state, device)
-    z, labels = model.class_latents(n, torch.Generator().manual_seed(seed))
-    return state["step"], model.generate(z, labels), labels
+    z, labels = model.class_grid_latents(n, torch.Generator().manual_seed(seed))
+    return state["step"], model.decode(z, labels), labels
 
 
 def report(ckpt: str, step: int, labels: torch.Tensor, index: torch.Tensor, dist_sq: torch.Tensor) -> str:

@@ -4,7 +4,7 @@ For each model (vae, gan, cgan) on MNIST (28 px) and on shapes at 64 px, three w
 same networks with the same optimizers, in one process, on the CPU:
 
 (a) genlab   `genlab.training.loop.fit` on the objects `genlab.train.train` builds from the
-             composed config (dataset, model, Batches, Trainer; a RunLogger writing TensorBoard
+             composed config (dataset, model, Batches, LoopSettings; a RunLogger writing TensorBoard
              events and RunCheckpoints into a temporary run directory). A round is one fit() call
              of --steps steps that continues the same model and batch stream; its clock stops at
              the round's last log, before the grid and checkpoint every run writes when it ends.
@@ -117,9 +117,9 @@ class GenlabPath:
     def run(self, steps: int) -> tuple[float, float]:
         from genlab.training.checkpoint import RunCheckpoints
         from genlab.training.logging import RunLogger
-        from genlab.training.loop import Trainer, fit
+        from genlab.training.loop import LoopSettings, fit
 
-        trainer = Trainer(**{**{k: self.plain["trainer"][k] for k in Trainer.__dataclass_fields__}, "max_steps": steps,
+        trainer = LoopSettings(**{**{k: self.plain["trainer"][k] for k in LoopSettings.__dataclass_fields__}, "max_steps": steps,
                              "log_every": min(steps, self.plain["trainer"]["log_every"])})
         clock, elapsed = Clock(), []
 
@@ -300,7 +300,7 @@ def datasets(name: str, root: Path | None, image_size: int):
 
 
 def measure(dataset: str, image_size: int, model: str, args, root: Path | None, work: Path) -> dict:
-    from genlab.config import compose_jobs
+    from genlab.compose import compose_jobs
 
     overrides = [f"model={model}", f"dataset={dataset}", f"dataset.image_size={image_size}", "hardware=cpu",
                  f"trainer.batch_size={args.batch_size}", *args.genlab]

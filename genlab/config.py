@@ -1,8 +1,7 @@
 """Checking a composed config before any work: one-line errors that name the key, value and fix.
 
-`check_overrides` composes the run(s) a command line asks for with Hydra's compose API (every job
-of a sweep), so an unknown key, an unknown group option or a bad value stops the command before
-Hydra creates a run directory.
+The commands compose their jobs with genlab.compose and check them here before Hydra creates a run
+directory. The model family checks its own keys (its `validate`, genlab/models/base.py).
 """
 
 from __future__ import annotations
@@ -13,97 +12,40 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.checks import ConfigError, is_number, require
+from genlab.compose import config_dir  # noqa: F401  (the configs' folder, for the Hydra apps)
 from genlab.errors import UserError
 from genlab.training.checkpoint import refuse_overwrite
 
 
-class ConfigError(UserError):
-    """A bad config value; the message is one line that names the key, the value and the fix."""
-
-
-def config_dir() -> str:
-    """configs/ inside the installed package, or the repository's top-level configs/."""
-    packaged = Path(__file__).parent / "configs"
-    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "configs")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _require(cfg: DictConfig, key: str, kind: str, *, low=None, high=None, choices=None, low_open=False):
-    value = OmegaConf.select(cfg, key, throw_on_missing=False)
-    if choices is not None:
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(map(str, choices))}")
-        return value
-    wanted = "an integer" if kind == "int" else "a number"
-    ok_type = isinstance(value, int) and not isinstance(value, bool) if kind == "int" else _is_number(value)
-    bound = " ".join(filter(None, [
-        f"{'>' if low_open else '>='} {low}" if low is not None else "",
-        "and" if low is not None and high is not None else "",
-        f"<= {high}" if high is not None else "",
-    ]))
-    if not ok_type or (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
-        raise ConfigError(f"{key}={value!r} is not allowed: expected {wanted}{' ' + bound if bound else ''}")
-    return value
-
-
 def validate_train(cfg: DictConfig) -> None:
     """Raise ConfigError for the first bad value of a composed `train` config."""
-    _require(cfg, "seed", "int", low=0)
-    _require(cfg, "beta", "number", low=0)
-    _require(cfg, "noise_dim", "int", low=1)
+    require(cfg, "seed", "int", low=0)
     for key in ("max_steps", "batch_size", "log_every", "sample_every", "ckpt_every", "grid_size"):
-        _require(cfg, f"trainer.{key}", "int", low=1)
-    _require(cfg, "trainer.final_images", "int", low=2)  # a variance over images needs two
-    _require(cfg, "trainer.keep_last", "int", low=0)
-    _require(cfg, "trainer.on_nonfinite", "str", choices=("stop", "skip"))
+        require(cfg, f"trainer.{key}", "int", low=1)
+    require(cfg, "trainer.final_images", "int", low=2)  # a variance over images needs two
+    require(cfg, "trainer.keep_last", "int", low=0)
+    require(cfg, "trainer.on_nonfinite", "str", choices=("stop", "skip"))
     if cfg.resume is not None and not (isinstance(cfg.resume, str) and cfg.resume):
         raise ConfigError(f"resume={cfg.resume!r} is not allowed: pass a run directory or a checkpoint file")
     if not isinstance(cfg.force_resume, bool):
         raise ConfigError(f"force_resume={cfg.force_resume!r} is not allowed: expected true or false")
     if cfg.force_resume and cfg.resume is None:
         raise ConfigError("force_resume=true needs resume=<run dir or checkpoint>: it accepts config changes when resuming")
-    _require(cfg, "model.width", "int", low=1)
-    _require(cfg, "model.lr", "number", low=0, low_open=True)
-    if cfg.model.name == "vae":
-        _require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
-        _require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
-    if cfg.model.name in ("gan", "cgan"):
-        _require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
-        _require(cfg, "model.d_steps", "int", low=1)
-        _require(cfg, "model.r1_gamma", "number", low=0)
-        _require(cfg, "model.mode_seeking", "number", low=0)
-        _require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
-        if _require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
-            raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
-                              "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")
-    if cfg.model.name == "cgan":
-        _require(cfg, "model.embed_dim", "int", low=1)
-        _require(cfg, "model.class_loss", "number", low=0)
-    _require(cfg, "optimizer.lr", "number", low=0, low_open=True)
-    _require(cfg, "optimizer.weight_decay", "number", low=0)
+    validate_hardware(cfg)
+    _validate_dataset(cfg)
+    from genlab.models import model_class
+
+    model_class(OmegaConf.to_container(cfg.model)).validate(cfg)  # its own keys, before those that read them
+    require(cfg, "optimizer.lr", "number", low=0, low_open=True)
+    require(cfg, "optimizer.weight_decay", "number", low=0)
     if "betas" in cfg.optimizer:
         betas = cfg.optimizer.betas
-        if not OmegaConf.is_list(betas) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+        if not OmegaConf.is_list(betas) or len(betas) != 2 or not all(is_number(b) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"optimizer.betas={OmegaConf.to_container(betas) if OmegaConf.is_list(betas) else betas!r} is not allowed: expected two numbers in [0, 1), e.g. [0.9,0.999]")
     if "momentum" in cfg.optimizer:
-        _require(cfg, "optimizer.momentum", "number", low=0, high=1)
-    validate_hardware(cfg)
-    if cfg.hardware.precision == "fp16" and cfg.model.name in ("gan", "cgan") and cfg.model.r1_gamma > 0:
-        raise ConfigError(f"hardware.precision=fp16 is not allowed with model.r1_gamma={cfg.model.r1_gamma}: R1's double "
-                          "backward through BatchNorm overflows fp16 (NaN gradients at every step); use "
-                          "hardware.precision=bf16 or fp32, or model.r1_gamma=0")
+        require(cfg, "optimizer.momentum", "number", low=0, high=1)
     validate_eval(cfg, "eval.", "eval.at_end")
-    _validate_dataset(cfg)
-    if cfg.model.name == "cgan":
-        from genlab.data import num_classes
-
-        classes = num_classes(cfg.dataset)
-        if classes < 2:
-            raise ConfigError(f"model=cgan needs a dataset with at least 2 classes, but dataset={cfg.dataset.name} "
-                              f"has {classes}: use model=gan")
 
 
 def validate_hardware(cfg: DictConfig) -> None:
@@ -116,9 +58,9 @@ def validate_hardware(cfg: DictConfig) -> None:
         visible = torch.cuda.device_count()
         if int(device.partition(":")[2] or 0) >= visible:
             raise ConfigError(f"hardware.device={device} is not available: {visible} CUDA GPUs are visible; use hardware=cpu or hardware=auto")
-    _require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
+    require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
     if cfg.hardware.threads is not None:
-        _require(cfg, "hardware.threads", "int", low=1)
+        require(cfg, "hardware.threads", "int", low=1)
     for key in ("compile", "distributed"):
         if not isinstance(cfg.hardware[key], bool):
             raise ConfigError(f"hardware.{key}={cfg.hardware[key]!r} is not allowed: expected true or false")
@@ -141,15 +83,15 @@ def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
                 or not (names or empty_ok):
             raise ConfigError(f"{metrics_key}={names!r} is not allowed: expected auto or a list of different metrics "
                               f"from {', '.join(METRICS)}, e.g. {metrics_key}=[fid,kid]")
-    _require(cfg, f"{prefix}n", "int", low=10)
+    require(cfg, f"{prefix}n", "int", low=10)
     for key in ("k", "batch_size", "kid_subsets", "classifier.width", "classifier.features", "classifier.steps",
                 "classifier.batch_size", "inception.batch_size"):
-        _require(cfg, f"{prefix}{key}", "int", low=1)
+        require(cfg, f"{prefix}{key}", "int", low=1)
     for key in ("seed", "classifier.seed"):
-        _require(cfg, f"{prefix}{key}", "int", low=0)
-    _require(cfg, f"{prefix}kid_subset_size", "int", low=2)
-    _require(cfg, f"{prefix}classifier.lr", "number", low=0, low_open=True)
-    dropout = _require(cfg, f"{prefix}classifier.dropout", "number", low=0, high=1)
+        require(cfg, f"{prefix}{key}", "int", low=0)
+    require(cfg, f"{prefix}kid_subset_size", "int", low=2)
+    require(cfg, f"{prefix}classifier.lr", "number", low=0, low_open=True)
+    dropout = require(cfg, f"{prefix}classifier.dropout", "number", low=0, high=1)
     if dropout == 1:
         raise ConfigError(f"{prefix}classifier.dropout=1 is not allowed: expected a number in [0, 1)")
     data_root = OmegaConf.select(cfg, f"{prefix}data_root")
@@ -169,8 +111,8 @@ SPLITS = {"mnist": ("train", "test"), "fashion_mnist": ("train", "test"), "celeb
 
 def _validate_dataset(cfg: DictConfig) -> None:
     name = cfg.dataset.name
-    size = _require(cfg, "dataset.image_size", "int", low=1)
-    binarize = _require(cfg, "dataset.binarize", "str", choices=("none", "dynamic", "static"))
+    size = require(cfg, "dataset.image_size", "int", low=1)
+    binarize = require(cfg, "dataset.binarize", "str", choices=("none", "dynamic", "static"))
     if binarize != "none" and name not in GRAYSCALE_DATASETS:
         raise ConfigError(f"dataset.binarize={binarize} is not allowed for {name}: binarization is for the grayscale "
                           f"datasets ({', '.join(GRAYSCALE_DATASETS)}); use dataset.binarize=none")
@@ -184,12 +126,12 @@ def _validate_dataset(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.{key}={value!r} is not allowed: expected a folder path")
     if not isinstance(cfg.dataset.download, bool):
         raise ConfigError(f"dataset.download={cfg.dataset.download!r} is not allowed: expected true or false")
-    _require(cfg, "dataset.split", "str", choices=SPLITS[name])
+    require(cfg, "dataset.split", "str", choices=SPLITS[name])
     largest = 64  # for mnist: more would only upsample the 28 px originals
     if name == "celeba":
         from genlab.data.celeba import ATTRIBUTES, NATIVE_WIDTH
 
-        largest = _require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)
+        largest = require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)
         attributes = cfg.dataset.attributes
         names = OmegaConf.to_container(attributes) if OmegaConf.is_list(attributes) else attributes
         # 2^8 = 256 classes already leave most classes with few of CelebA's 162,770 training images.
@@ -207,71 +149,10 @@ def _validate_dataset(cfg: DictConfig) -> None:
                           f"at least 8 and {bound} (the conv nets halve the image at least twice)")
 
 
-def only_inspects(parsed) -> bool:
-    """Whether Hydra's parsed command line only prints something (help, config, completion)."""
-    return bool(parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info)
-
-
-def _one_line(error: Exception, config_name: str) -> str:
-    """Hydra's composition errors, cut down to one line with the fix."""
-    from hydra.errors import MissingConfigException
-
-    text = str(error)
-    if isinstance(error, MissingConfigException) and error.options:
-        group = error.missing_cfg_file.rsplit("/", 1)[0] if error.missing_cfg_file else "?"
-        wanted = re.search(r"Could not find '([^']+)'", text)
-        name = wanted.group(1) if wanted else error.missing_cfg_file
-        return f"{name.replace('/', '=', 1)} is not an option: choose {group}= one of {', '.join(error.options)}"
-    cause = error.__cause__
-    if "is not in struct" in text or (cause is not None and "not in struct" in str(cause)):
-        key = re.search(r"override '([^']+)'", text)
-        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab {config_name} --cfg job` for every key)"
-    return " ".join(text.split())
-
-
-def compose_jobs(config_name: str, overrides: list[str], multirun: bool) -> list[DictConfig]:
-    """Compose the config of every job the command line asks for; raise ConfigError on a bad one."""
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        if multirun:
-            parsed = OverridesParser.create().parse_overrides(overrides)
-            jobs = [job for chunk in BasicSweeper.split_arguments(parsed, None) for job in chunk]
-        else:
-            jobs = [overrides]
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return [compose(config_name, overrides=list(job)) for job in jobs]
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_one_line(e, config_name)) from None
-
-
-def output_dir(config_name: str, overrides: list[str], multirun: bool) -> Path | None:
-    """The run (or sweep) directory Hydra will create for this command line (its time now), or
-    None when it depends on values known only at run time."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf.errors import OmegaConfBaseException
-
-    key = "sweep.dir" if multirun else "run.dir"
-    # The directory does not depend on a sweep's values: compose one job without them.
-    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        hydra_cfg = compose(config_name, overrides=fixed, return_hydra_config=True).hydra
-    try:
-        return Path(OmegaConf.select(hydra_cfg, key))
-    except OmegaConfBaseException:
-        return None
-
-
-def check_output_dir(config_name: str, overrides: list[str], multirun: bool, *, fresh: bool) -> None:
-    """Raise a UserError when Hydra could not create the run (or sweep) directory, or when a fresh
-    run would write over a run directory that already holds a checkpoint."""
+def check_output_dir(path: Path | None, multirun: bool, *, fresh: bool) -> None:
+    """Raise a UserError when Hydra could not create the run (or sweep) directory `path`, or when a
+    fresh run would write over a run directory that already holds a checkpoint."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    path = output_dir(config_name, overrides, multirun)
     if path is None:  # set from values known only at run time: Hydra reports those
         return
     existing = next(p for p in (path, *path.parents) if p.exists())

@@ -10,7 +10,7 @@ averages the gradients over the ranks during backward: the mean of W shard means
 all B images, so the update equals the single-process one up to float summation order.
 
 Randomness. Every rank seeds torch with the run seed and, for each batch, draws the noise of the
-whole global batch and keeps its own rows (`batch_noise`; likewise the dynamic binarization of a
+whole global batch and keeps its own rows (`Batch.noise` in genlab.data.batches; likewise the dynamic binarization of a
 batch in genlab.data.batches). Every rank's RNG then stays in step with a single-process run: the
 noise of image i is the same as there, and the RNG state a checkpoint stores (rank 0's) is every
 rank's, so a resumed run continues exactly on every rank.
@@ -100,17 +100,14 @@ def _export_slurm_env() -> None:
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def init(hardware) -> World:
+def init(device_type: str) -> World:
     """Start (once) the process group of a run with hardware=ddp, from torchrun's environment
-    variables (or a Slurm task's); NCCL for CUDA, gloo for the CPU."""
+    variables (or a Slurm task's); NCCL for device_type "cuda", gloo for "cpu"."""
     global _world, _cpu_group
     import torch.distributed as dist
 
-    from genlab.runtime import device_name
-
     if dist.is_initialized():
         return _world
-    device_type = torch.device(device_name(hardware)).type
     if not launched_by_torchrun():
         if int(os.environ.get("SLURM_NTASKS", 1)) > 1:
             _export_slurm_env()
@@ -161,15 +158,6 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
 
     dist.all_reduce(values)
     return values.div_(_world.size)
-
-
-def batch_noise(shape, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """N(0, I) noise of `shape` for this rank's rows of the global batch: the whole global batch's
-    noise is drawn from torch's global RNG and this rank's rows kept (see the module docstring)."""
-    if _world.size == 1:
-        return torch.randn(shape, device=device, dtype=dtype)
-    everything = torch.randn((shape[0] * _world.size, *shape[1:]), device=device, dtype=dtype)
-    return everything[_world.rows(everything.shape[0])]
 
 
 class StopVote:

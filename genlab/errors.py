@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input (config value, file, dataset): the message names the problem and the fix."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or written; the message says why and what to do."""

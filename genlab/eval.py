@@ -23,7 +23,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.config import ConfigError, compose_jobs, config_dir, only_inspects, validate_eval, validate_hardware
+from genlab.compose import compose_jobs, config_dir, only_inspects, parse_command_line
+from genlab.config import ConfigError, validate_eval, validate_hardware
 from genlab.errors import UserError
 
 
@@ -81,9 +82,7 @@ def _app(cfg: DictConfig) -> None:
 
 def run(args: list[str]) -> None:
     """`genlab eval ARGS`: check the settings first, then hand ARGS to the Hydra app."""
-    from hydra._internal.utils import get_args_parser
-
-    parsed = get_args_parser().parse_args(args)
+    parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:
             for cfg in compose_jobs(parsed.config_name or "eval", parsed.overrides, parsed.multirun):

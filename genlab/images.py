@@ -16,13 +16,13 @@ timestamp, so the same images give the same bytes.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+
+from genlab.files import write_atomically
 
 PADDING = 2  # px around and between the images of a grid
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry: archives do not depend on the clock
@@ -48,25 +48,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
-def _atomic(path: Path, write) -> None:
-    """write(temporary path) beside `path`, then rename it into place (no half-written file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_png(image: torch.Tensor, path: Path) -> None:
     """One image (C, H, W) in [0, 1], C = 1 or 3, as an 8-bit PNG, written atomically."""
     from PIL import Image
 
     pixels = to_uint8(image.cpu()).permute(1, 2, 0).numpy()
     picture = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    _atomic(path, lambda tmp: picture.save(tmp, format="PNG"))
+    write_atomically(path, lambda f: picture.save(f, format="PNG"))
 
 
 def write_npz(chunks: Iterable[torch.Tensor], count: int, image_shape, path: Path) -> None:
@@ -76,11 +64,11 @@ def write_npz(chunks: Iterable[torch.Tensor], count: int, image_shape, path: Pat
 
     channels, height, width = image_shape
 
-    def write(tmp: str) -> None:
+    def write(file) -> None:
         entry = zipfile.ZipInfo("images.npy", date_time=FIXED_ZIP_TIME)
         entry.compress_type = zipfile.ZIP_STORED
         written = 0
-        with zipfile.ZipFile(tmp, "w") as archive, archive.open(entry, "w", force_zip64=True) as f:
+        with zipfile.ZipFile(file, "w") as archive, archive.open(entry, "w", force_zip64=True) as f:
             header = {"descr": "|u1", "fortran_order": False, "shape": (count, height, width, channels)}
             np.lib.format.write_array_header_1_0(f, header)
             for chunk in chunks:
@@ -89,4 +77,4 @@ def write_npz(chunks: Iterable[torch.Tensor], count: int, image_shape, path: Pat
         if written != count:
             raise ValueError(f"write_npz got {written} images, expected {count}")
 
-    _atomic(path, write)
+    write_atomically(path, write)

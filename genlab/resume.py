@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genlab.config import ConfigError
+from genlab.checks import ConfigError
+from genlab.compose import parse_overrides
 from genlab.training.checkpoint import hydra_value
 
 # The config keys that only say where to continue from; a checkpoint does not store them.
@@ -31,23 +32,9 @@ DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cp
 PROCESSES = "processes"  # ranks of a hardware=ddp run (1 otherwise): a GAN's BatchNorm sees B / ranks images
 
 
-def _parse(overrides: list[str]) -> list:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser, parsed = OverridesParser.create(), []
-    for override in overrides:  # one at a time, to name the one that fails
-        try:
-            parsed += parser.parse_overrides([override])
-        except OverrideParseException as e:
-            raise ConfigError(f"cannot read {override!r} ({str(e).splitlines()[0]}): quote a value with special "
-                              "characters, e.g. \"resume='outputs/x/beta=4,noise_dim=16'\"") from None
-    return parsed
-
-
 def resume_target(overrides: list[str]) -> str | None:
     """The value of a `resume=` override, if the command line has one."""
-    given = [o for o in _parse(overrides) if o.key_or_group == "resume"]
+    given = [o for o in parse_overrides(overrides) if o.key_or_group == "resume"]
     if not given or given[-1].value() is None:
         return None
     if given[-1].is_sweep_override():
@@ -58,8 +45,8 @@ def resume_target(overrides: list[str]) -> str | None:
 def continued_overrides(stored: list[str], new: list[str], run_dir: Path) -> list[str]:
     """The stored overrides a resume keeps (those the command line does not set again), and the
     run's own directory unless the command line names another."""
-    given = {o.key_or_group for o in _parse(new)}
-    kept = [o.input_line for o in _parse(stored) if o.key_or_group not in given]
+    given = {o.key_or_group for o in parse_overrides(new)}
+    kept = [o.input_line for o in parse_overrides(stored) if o.key_or_group not in given]
     if "hydra.run.dir" not in given:
         kept.append(f"hydra.run.dir={hydra_value(str(run_dir))}")
     return kept
@@ -67,7 +54,7 @@ def continued_overrides(stored: list[str], new: list[str], run_dir: Path) -> lis
 
 def stored_overrides(overrides: list[str]) -> list[str]:
     """The overrides a checkpoint keeps: those of the task, without where it resumed from."""
-    return [o.input_line for o in _parse(overrides) if o.key_or_group not in RESUME_KEYS]
+    return [o.input_line for o in parse_overrides(overrides) if o.key_or_group not in RESUME_KEYS]
 
 
 def run_config(plain: dict) -> dict:

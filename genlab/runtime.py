@@ -33,7 +33,7 @@ def setup_device(hardware: dict) -> torch.device:
     if hardware["distributed"]:
         from genlab.distributed import init
 
-        world = init(hardware)
+        world = init(torch.device(name).type)
         if name.startswith("cuda"):  # one GPU per process
             name = f"cuda:{world.local_rank}"
     return torch.device(name)

@@ -1,19 +1,20 @@
 """genlab sample: rebuild a model from its checkpoint alone and write a PNG grid of samples.
 
-Modes (every model's prior is z ~ N(0, I), drawn on the CPU from a generator seeded with `seed`):
+Modes (latents come from the model's prior, drawn on the CPU from a generator seeded with `seed`):
 
-    grid         n samples; a cgan's default is its class grid (row k = class k, the same z down
-                 each column), `label=K` gives n samples of class K instead
+    grid         n samples; a conditional model's default is its class grid (row k = class k, the
+                 same latent down each column), `label=K` gives n samples of class K instead
     interpolate  n // steps rows; row i walks from z_a to z_b (both ~ N(0, I)) along the great circle
                      slerp(z_a, z_b; t) = sin((1 − t)Ω)/sin Ω · z_a + sin(tΩ)/sin Ω · z_b,
                      cos Ω = z_a·z_b / (|z_a||z_b|),  t = 0 … 1 in `steps` steps
                  (Shoemake 1985; White 2016, "Sampling Generative Networks": high-dimensional
                  Gaussian samples lie near a sphere, which a straight line cuts through). Row i
                  runs from sample i to sample rows + i of `mode=grid n=2·rows` with the same seed
-                 (and label); for a cgan each row keeps one class (`label=K`, or one drawn per row)
-    traverse     VAE only: one row per latent dimension, that dimension swept over [−3, 3] in
-                 `steps` steps while the others stay at one z ~ N(0, I) (the latent-traversal
-                 figure of β-VAE, Higgins et al. 2017)
+                 (and label); for a conditional model each row keeps one class (`label=K`, or one
+                 drawn per row). Latents of any shape are interpolated as flat vectors.
+    traverse     models with independent latent dimensions (the VAE): one row per dimension, that
+                 dimension swept over [−3, 3] in `steps` steps while the others stay at one draw
+                 from the prior (the latent-traversal figure of β-VAE, Higgins et al. 2017)
 
 Output. Up to GRID_MAX images go to a PNG grid by default; more (`genlab sample n=10000`, e.g. for a
 Fréchet distance) go to a NumPy archive `.npz` holding `images`, uint8 N×H×W×C in generation
@@ -35,7 +36,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from genlab.config import ConfigError, config_dir
+from genlab.checks import ConfigError
+from genlab.compose import config_dir
 from genlab.errors import UserError
 
 MODES = ("grid", "interpolate", "traverse")
@@ -45,7 +47,9 @@ GRID_MAX = 1024  # images in a PNG grid (32×32); more go to an .npz
 
 def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, seed: int) -> Path:
     """<run dir>/samples/sample_n64_seed0.png, interpolate_label2_n64_steps8_seed0.png, sample_n10000_seed0.npz, …"""
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    from genlab.training.checkpoint import run_dir_of
+
+    run_dir = run_dir_of(ckpt)
     parts = ["sample" if mode == "grid" else mode, f"label{label}" if label is not None else "",
              f"n{n}" if mode != "traverse" else "", f"steps{steps}" if mode != "grid" else "", f"seed{seed}"]
     suffix = ".npz" if mode != "traverse" and n > GRID_MAX else ".png"
@@ -73,7 +77,8 @@ def write(path: Path, write_file) -> None:
 
 
 def slerp(a, b, t):
-    """Spherical interpolation between rows of a and b at fractions t (broadcast); lerp where a ∥ b."""
+    """Spherical interpolation between rows of a and b (n, 1, d) at fractions t (steps, 1), giving
+    (n, steps, d); lerp where a ∥ b."""
     import torch
 
     cos = torch.nn.functional.cosine_similarity(a, b, dim=-1).clamp(-1, 1).unsqueeze(-1)
@@ -91,7 +96,7 @@ def generate(model, z, labels, batch_size: int | None):
     step = batch_size or len(z)
     for start in range(0, len(z), step):
         chunk = z[start : start + step]
-        yield model.generate(chunk) if labels is None else model.generate(chunk, labels[start : start + step])
+        yield model.decode(chunk, None if labels is None else labels[start : start + step])
 
 
 def latents(model, mode: str, n: int, steps: int, label: int | None, generator):
@@ -99,33 +104,32 @@ def latents(model, mode: str, n: int, steps: int, label: int | None, generator):
     sample` writes; UserError if the mode does not fit the model."""
     import torch
 
-    kind = type(model).__name__
-    if label is not None and not model.conditional:
-        raise UserError(f"label={label} needs a class-conditional model (model=cgan), but this checkpoint holds a {kind}")
-    if label is not None and not 0 <= label < model.num_classes:
-        raise UserError(f"label={label} is out of range: this {kind} has {model.num_classes} classes, "
-                        f"choose label=0..{model.num_classes - 1}")
+    classes = model.num_classes
+    if label is not None and not classes:
+        raise UserError(f"label={label} needs a class-conditional model, but this checkpoint holds a {model.kind}, "
+                        "which has no classes")
+    if label is not None and not 0 <= label < classes:
+        raise UserError(f"label={label} is out of range: this {model.kind} has {classes} classes, "
+                        f"choose label=0..{classes - 1}")
     if mode == "grid":
-        if model.conditional and label is None:
-            columns = max(1, n // model.num_classes)
-            return *model.class_latents(columns, generator), columns
-        z = torch.randn(n, model.latent_dim, generator=generator)
+        if classes and label is None:
+            columns = max(1, n // classes)
+            return *model.class_grid_latents(columns, generator), columns
+        z = model.prior(n, generator)
         return z, None if label is None else torch.full((n,), label), math.ceil(math.sqrt(n))
     if mode == "interpolate":
         rows = n // steps
         if rows == 0:
             raise UserError(f"n={n} is too small for mode=interpolate with steps={steps}: "
                             f"it makes n // steps rows, so pass n>={steps}")
-        ends = torch.randn(2 * rows, 1, model.latent_dim, generator=generator)
-        z = slerp(ends[:rows], ends[rows:], torch.linspace(0, 1, steps)[:, None]).flatten(0, 1)
+        ends = model.prior(2 * rows, generator)
+        flat = ends.flatten(1)[:, None]
+        z = slerp(flat[:rows], flat[rows:], torch.linspace(0, 1, steps)[:, None]).flatten(0, 1).view(-1, *ends.shape[1:])
         labels = None
-        if model.conditional:
-            labels = torch.full((rows,), label) if label is not None else torch.randint(model.num_classes, (rows,), generator=generator)
+        if classes:
+            labels = torch.full((rows,), label) if label is not None else model.random_labels(rows, generator)
             labels = labels.repeat_interleave(steps)
         return z, labels, steps
-    if not hasattr(model, "traversal"):
-        raise UserError(f"mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
-                        f"but this checkpoint holds a {kind}: use mode=grid or mode=interpolate")
     return model.traversal(steps, generator), None, steps
 
 
@@ -212,11 +216,9 @@ def _app(cfg: DictConfig) -> None:
 
 def run(args: list[str]) -> None:
     """`genlab sample ARGS`: check the overrides first, then hand ARGS to the Hydra app."""
-    from hydra._internal.utils import get_args_parser
+    from genlab.compose import compose_jobs, only_inspects, parse_command_line
 
-    from genlab.config import compose_jobs, only_inspects
-
-    parsed = get_args_parser().parse_args(args)
+    parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:
             compose_jobs(parsed.config_name or "sample", parsed.overrides, False)

@@ -42,7 +42,6 @@ import os
 import shutil
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genlab.errors import UserError
+from genlab.files import write_text_atomically
 
 RECORD_NAME = "result.json"
 PLOT_NAME = "rate_distortion.png"
@@ -84,9 +84,9 @@ def dirname_overrides(overrides: list[str]) -> list[str]:
     that are the same for every job stay out of the names. Without a swept key every override
     names the one job.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from genlab.compose import parse_overrides
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed = parse_overrides(overrides)
     task = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
     exclude_key = "hydra.job.config.override_dirname.exclude_keys"
     if not any(o.is_sweep_override() for o in task) or any(o.key_or_group == exclude_key for o in parsed):
@@ -97,10 +97,10 @@ def dirname_overrides(overrides: list[str]) -> list[str]:
 
 def job_overrides(task_overrides: list[str]) -> dict:
     """A job's overrides as typed values: ["beta=4", "model=vae"] → {"beta": 4, "model": "vae"}."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from genlab.compose import parse_overrides
 
     typed = {}
-    for override in OverridesParser.create().parse_overrides(task_overrides):
+    for override in parse_overrides(task_overrides):
         value = override.value()
         plain = value is None or isinstance(value, (bool, int, float, str))
         typed[override.key_or_group] = value if plain else override.get_value_element_as_str()
@@ -131,17 +131,6 @@ def device_gpus(device: str) -> int:
 
 
 # --------------------------------------------------------------------------- job records
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_record(path: Path) -> dict:
@@ -210,7 +199,7 @@ class JobRecord:
         write_job_hparams(self.run_dir, self.record)
 
     def _write(self) -> None:
-        _write_atomic(self.run_dir / RECORD_NAME, json.dumps(self.record, indent=2) + "\n")
+        write_text_atomically(self.run_dir / RECORD_NAME, json.dumps(self.record, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- TensorBoard
@@ -426,8 +415,8 @@ def summarize(root: Path, console=None) -> list[dict]:
     console = console or Console(width=None if sys.stdout.isatty() else 1000)
     records = load_records(root)
     metric_names = _union(r["metrics"] for r in records)
-    _write_atomic(root / "summary.csv", _csv(records, metric_names))
-    _write_atomic(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
+    write_text_atomically(root / "summary.csv", _csv(records, metric_names))
+    write_text_atomically(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
     notes = [f"summary: {root / 'summary.csv'}, {root / 'summary.json'}"]
     try:
         png = rate_distortion_png(records)

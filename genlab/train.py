@@ -24,7 +24,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab import sweep
-from genlab.config import ConfigError, check_output_dir, compose_jobs, config_dir, only_inspects, validate_train
+from genlab.compose import compose_command, config_dir, only_inspects, parse_command_line
+from genlab.config import ConfigError, check_output_dir, validate_train
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
@@ -54,7 +55,8 @@ def _record_resume(run_dir: Path, logger, step: int, source: Path, changes: dict
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict:
     """Train the run `cfg` describes into `run_dir` (continuing cfg.resume when set); returns the
     final step, the checkpoint path and the final metrics (the last log window's means and the
-    model's `final_metrics`). `overrides` (the command line's) are stored in checkpoints so that
+    model's `final_metrics`). `cfg` has passed `validate_train` (`genlab train` checks every job
+    before Hydra starts). `overrides` (the command line's) are stored in checkpoints so that
     `genlab train resume=…` can compose the same run again."""
     import torch
 
@@ -66,9 +68,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     from genlab.runtime import device_name, prepare_nets, setup_device
     from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, refuse_overwrite, resolve
     from genlab.training.logging import RunLogger
-    from genlab.training.loop import Trainer, fit
+    from genlab.training.loop import LoopSettings, fit
 
-    validate_train(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     checkpoints_dir = run_dir / "checkpoints"
     resume, newest = None, None
@@ -85,7 +86,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     data = on_device(build_dataset(plain["dataset"], cfg.seed), device)
     model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
     prepare_nets(model, plain["hardware"], device)
-    trainer = Trainer(**{k: plain["trainer"][k] for k in Trainer.__dataclass_fields__})
+    trainer = LoopSettings(**{k: plain["trainer"][k] for k in LoopSettings.__dataclass_fields__})
     batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic",
                       shard=ranks)
     start = resume["step"] if resume else 0
@@ -110,7 +111,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     finally:
         if logger:
             logger.close()
-    if ranks.main and hasattr(model, "final_metrics"):
+    if ranks.main:
         # The same evenly spaced data images for every run, so runs compare on the same images.
         index = torch.linspace(0, data.num_images - 1, min(cfg.trainer.final_images, data.num_images)).long()
         metrics.update(model.final_metrics(to_batch(data, index, device).images))
@@ -163,7 +164,9 @@ def _app(cfg: DictConfig) -> None:
             cfg.hardware.threads = sweep.job_threads(OmegaConf.to_container(hydra_cfg.launcher))
     record = sweep.JobRecord(run_dir, overrides, OmegaConf.to_container(cfg, resolve=True)) if main else None
     try:
-        result = train(cfg, run_dir, task_overrides)
+        # A family found through hydra.searchpath is found again when the run is resumed.
+        searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath=")]
+        result = train(cfg, run_dir, task_overrides + searchpath)
     except Interrupted as e:
         print(f"genlab train: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -195,23 +198,22 @@ def _prepare(parsed) -> list[str]:
         source = resolve(target)
         resume = load_checkpoint(source)
         added = continued_overrides(resume.get("overrides", []), overrides, run_dir_of(source))
-    jobs = compose_jobs(config_name, overrides + added, parsed.multirun)
-    check_output_dir(config_name, overrides + added, parsed.multirun, fresh=resume is None)
+    jobs, output_dir = compose_command(config_name, overrides + added, parsed.multirun)
+    check_output_dir(output_dir, parsed.multirun, fresh=resume is None)
     for cfg in jobs:
         validate_train(cfg)
         if resume is not None:
             check_resume(resume, source, OmegaConf.to_container(cfg, resolve=True))
-    return added + _processes(jobs, overrides + added, parsed.multirun)
+    return added + _processes(jobs, output_dir, parsed.multirun)
 
 
-def _processes(jobs: list[DictConfig], overrides: list[str], multirun: bool) -> list[str]:
+def _processes(jobs: list[DictConfig], output_dir: Path | None, multirun: bool) -> list[str]:
     """Under torchrun: start the process group, and return the overrides that give every rank
     rank 0's run directory (its time) and keep the other ranks from writing .hydra/. Refuse
     hardware=ddp without torchrun, and torchrun without hardware=ddp or with -m."""
     import os
 
     from genlab import distributed
-    from genlab.config import output_dir
     from genlab.training.checkpoint import hydra_value
 
     wanted = any(cfg.hardware.distributed for cfg in jobs)
@@ -228,17 +230,18 @@ def _processes(jobs: list[DictConfig], overrides: list[str], multirun: bool) -> 
             raise ConfigError(f"torchrun started {os.environ['WORLD_SIZE']} processes but hardware.distributed=false: "
                               "add hardware=ddp")
         return []
-    ranks = distributed.init(OmegaConf.to_container(jobs[0].hardware, resolve=True))
-    run_dir = distributed.broadcast(output_dir("train", overrides, False) if ranks.main else None)
+    from genlab.runtime import device_name
+
+    hardware = OmegaConf.to_container(jobs[0].hardware, resolve=True)
+    ranks = distributed.init(device_name(hardware).partition(":")[0])
+    run_dir = distributed.broadcast(output_dir if ranks.main else None)
     added = [f"hydra.run.dir={hydra_value(str(run_dir))}"] if run_dir is not None else []
     return added + ([] if ranks.main else ["hydra.output_subdir=null"])
 
 
 def run(args: list[str]) -> None:
     """`genlab train ARGS`: check every job's config first, then hand ARGS to the Hydra app."""
-    from hydra._internal.utils import get_args_parser
-
-    parsed = get_args_parser().parse_args(args)
+    parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:
             args = [*args, *_prepare(parsed)]

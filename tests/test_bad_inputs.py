@@ -15,7 +15,8 @@ import pytest
 import torch
 from conftest import TINY, genlab
 
-from genlab.config import ConfigError, compose_jobs, validate_train
+from genlab.config import ConfigError, validate_train
+from genlab.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.sample import sample
 from genlab.train import train

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, TINY, genlab, run_dirs
-from genlab.config import ConfigError, compose_jobs, validate_train
+from genlab.config import ConfigError, validate_train
+from genlab.compose import compose_jobs
 from genlab.data import build_dataset
 from genlab.data import celeba as celeba_module
 from genlab.data.batches import Batches, ShuffledBatches, TensorData, binarize, binarize_static, on_device

@@ -22,7 +22,7 @@ import torch
 from conftest import REPO, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from genlab.config import compose_jobs
+from genlab.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.train import train
 from genlab.training.checkpoint import load_checkpoint

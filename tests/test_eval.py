@@ -4,16 +4,21 @@ cache, and bad input."""
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from conftest import SHARED_DATA, TINY, genlab
-from genlab.config import ConfigError, compose_jobs, validate_eval
+from genlab.config import ConfigError, validate_eval
+from genlab.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.metrics.evaluation import Evaluation, applicable, check_fits, evaluate
 from genlab.metrics.inception import find_weights, resize_bilinear_tf1
+from genlab.models.base import GenerativeModel
+from genlab.models.gan import CGAN, GAN
+from genlab.models.vae import VAE
 from genlab.train import train
 
 SETTINGS = ["n=40", "k=4", "batch_size=40", "kid_subsets=4", "kid_subset_size=20", "classifier.steps=20",
@@ -83,15 +88,16 @@ def test_bad_metric_settings_are_refused_before_any_work(tmp_path):
 
 
 def test_metrics_that_do_not_fit_the_model_are_refused_and_auto_picks_those_that_do():
-    assert applicable("vae", "shapes") == ["nll", "fid", "kid", "pr", "mig"]
-    assert applicable("gan", "mnist") == ["fid", "kid", "pr"]
-    assert applicable("cgan", "mnist") == ["fid", "kid", "pr", "accuracy"]
-    with pytest.raises(UserError, match="accuracy needs a class-conditional model"):
-        check_fits(["fid", "accuracy"], "vae", "shapes")
-    with pytest.raises(UserError, match="nll needs a VAE"):
-        check_fits(["nll"], "gan", "shapes")
+    vae, gan, cgan = (SimpleNamespace(metrics=family.metrics, kind=family.__name__) for family in (VAE, GAN, CGAN))
+    assert applicable(vae, "shapes") == ["nll", "fid", "kid", "pr", "mig"]
+    assert applicable(gan, "mnist") == ["fid", "kid", "pr"]
+    assert applicable(cgan, "mnist") == ["fid", "kid", "pr", "accuracy"]
+    with pytest.raises(UserError, match="^metric accuracy does not fit the checkpoint's VAE .*fits nll, fid, kid, pr, mig"):
+        check_fits(["fid", "accuracy"], vae, "shapes")
+    with pytest.raises(UserError, match="^metric nll does not fit the checkpoint's GAN"):
+        check_fits(["nll"], gan, "shapes")
     with pytest.raises(UserError, match="mig needs ground-truth factors"):
-        check_fits(["mig"], "vae", "mnist")
+        check_fits(["mig"], vae, "mnist")
 
 
 def test_inception_fid_without_weights_is_a_clear_error(evaluated_run, monkeypatch):
@@ -128,12 +134,18 @@ def test_inception_resize_is_tf1_bilinear():
     assert torch.allclose(resize_bilinear_tf1(x, 6)[0, 0, :, 3], torch.full((6,), 20.0))
 
 
-class ToyCGAN:
+class ToyCGAN(GenerativeModel):
     """Draws class c as a flat image of brightness c/10, except class 2, which it draws as class 0."""
 
-    latent_dim = 2
+    num_classes = 3
 
-    def generate(self, z, labels):
+    def __init__(self):
+        pass
+
+    def prior(self, n, generator):
+        return torch.randn(n, 2, generator=generator)
+
+    def decode(self, latents, labels=None):
         shown = torch.where(labels == 2, 0, labels)
         return (shown.float() / 10)[:, None, None, None].expand(-1, 1, 8, 8)
 
@@ -155,7 +167,7 @@ class BrightnessClassifier(torch.nn.Module):
 def test_conditional_accuracy_is_per_requested_class():
     settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", "n=32", "batch_size=7"], multirun=False)[0],
                                       resolve=True)
-    run = Evaluation(ToyCGAN(), "cgan", {"name": "shapes", "image_size": 8}, 3, settings, torch.device("cpu"))
+    run = Evaluation(ToyCGAN(), "toy", {"name": "shapes", "image_size": 8}, settings, torch.device("cpu"))
     run._classifier = (BrightnessClassifier(), {"path": "toy", "test_accuracy": {"overall": 1.0, "per_class": [1.0] * 3}})
     result = run.accuracy()
     assert result["per_class"] == [1.0, 1.0, 0.0] and result["accuracy"] == pytest.approx(2 / 3)

@@ -12,7 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, genlab
-from genlab.config import ConfigError, compose_jobs, validate_train
+from genlab.config import ConfigError, validate_train
+from genlab.compose import compose_jobs
 from genlab.data.batches import Batch
 from genlab.models import build_model
 from genlab.models.gan import Generator, diversity_ratio
@@ -180,12 +181,13 @@ def test_class_grid_row_k_is_class_k():
     torch.manual_seed(0)
     model = make("cgan")
     model.train_step(batch())
-    images, per_row = model.class_grid(4, torch.Generator().manual_seed(3))
-    assert per_row == 4 and images.shape == (3 * 4, 1, 16, 16)
+    latents, labels = model.class_grid_latents(4, torch.Generator().manual_seed(3))
+    images = model.decode(latents, labels)
+    assert images.shape == (3 * 4, 1, 16, 16)
     z = torch.randn(4, model.latent_dim, generator=torch.Generator().manual_seed(3))
     rows = images.view(3, 4, 1, 16, 16)
     for k in range(3):  # row k: class k with the same noise z_0..z_3 in every row
-        torch.testing.assert_close(rows[k], model.generate(z, torch.full((4,), k)))
+        torch.testing.assert_close(rows[k], model.decode(z, torch.full((4,), k)))
     assert not torch.allclose(rows[0], rows[1])
     grids = model.image_grids(torch.zeros(7, 1, 16, 16), torch.Generator().manual_seed(0))
     assert grids["samples"][0].shape[0] == 7 and grids["classes"][1] == 7 // 3

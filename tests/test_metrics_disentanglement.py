@@ -57,7 +57,7 @@ def test_mean_codes_pairs_each_code_with_its_image_factors():
     shapes = Shapes(8)
 
     def encode(x):  # the image's mean brightness tracks the shape's scale
-        return torch.stack([x.mean((1, 2, 3)), torch.zeros(len(x))], 1), None
+        return torch.stack([x.mean((1, 2, 3)), torch.zeros(len(x))], 1)
 
     codes, factors = mean_codes(encode, shapes, 600, torch.Generator().manual_seed(4), 64, torch.device("cpu"))
     assert codes.shape == (600, 2) and factors.shape == (600, len(FACTOR_SIZES))

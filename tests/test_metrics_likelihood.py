@@ -19,7 +19,7 @@ ADAM = {"name": "adam", "lr": 2e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
 class LinearGaussian:
     """p(z) = N(0, I), p(x|z) = N(Wz + b, s²I), so p(x) = N(b, WWᵀ + s²I) exactly.
 
-    Its exact posterior is N(Σ Wᵀ(x − b)/s², Σ), Σ = (I + WᵀW/s²)⁻¹; `encode` returns that mean and
+    Its exact posterior is N(Σ Wᵀ(x − b)/s², Σ), Σ = (I + WᵀW/s²)⁻¹; `posterior` returns that mean and
     Σ's diagonal, scaled by `std_scale` and shifted by `mean_shift` to make q deliberately wrong.
     """
 
@@ -31,7 +31,7 @@ class LinearGaussian:
     def posterior_mean(self, x):
         return (x.double() - self.b) @ self.w @ self.posterior_cov / self.s**2
 
-    def encode(self, x):
+    def posterior(self, x):
         var = self.posterior_cov.diagonal() * self.std_scale**2
         return self.posterior_mean(x) + self.mean_shift, var.log().expand(x.shape[0], -1)
 
@@ -66,7 +66,7 @@ def test_iwae_converges_to_the_marginal_likelihood_and_elbo_falls_short_by_the_k
     exact = -model.log_marginal(x)
     assert torch.all(iwae_nll >= exact - 0.01) and torch.allclose(iwae_nll, exact, atol=0.02)
     # ELBO = log p(x) − KL(q ‖ p(z|x)); the KL between Gaussians in closed form.
-    mu, logvar = model.encode(x)
+    mu, logvar = model.posterior(x)
     q = torch.distributions.MultivariateNormal(mu, torch.diag_embed(logvar.exp()))
     posterior = torch.distributions.MultivariateNormal(model.posterior_mean(x), model.posterior_cov)
     gap = torch.distributions.kl_divergence(q, posterior)
@@ -77,7 +77,7 @@ def test_iwae_converges_to_the_marginal_likelihood_and_elbo_falls_short_by_the_k
 @pytest.fixture(scope="module")
 def trained_vae():
     torch.manual_seed(0)
-    vae = build_model({"name": "vae", "beta": 1.0, "latent_dim": 4, "likelihood": "bernoulli", "gaussian_std": 0.1,
+    vae = build_model({"_target_": "genlab.models.vae.VAE", "name": "vae", "beta": 1.0, "latent_dim": 4, "likelihood": "bernoulli", "gaussian_std": 0.1,
                        "width": 8}, ADAM, (1, 16, 16), 3, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     for _ in range(60):
@@ -94,7 +94,7 @@ def test_iwae_is_never_looser_than_the_elbo_on_a_trained_vae(trained_vae):
     assert (neg_elbo - iwae_nll).mean() > 0.1
     # The k-draw ELBO estimate agrees with the training loss's analytic-KL ELBO (within MC error).
     with torch.no_grad():
-        mu, logvar = trained_vae.encode(x)
+        mu, logvar = trained_vae.posterior(x)
         draws = [trained_vae.recon_nats(trained_vae.decoder(mu + (0.5 * logvar).exp() * torch.randn_like(mu)), x)
                  for _ in range(100)]
         analytic = torch.stack(draws).mean(0) + gaussian_kl(mu, logvar)

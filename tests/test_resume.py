@@ -19,11 +19,12 @@ import torch
 from conftest import REPO, TINY, genlab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from genlab.config import ConfigError, compose_jobs
+from genlab.config import ConfigError
+from genlab.compose import compose_jobs
 from genlab.data.batches import Batches, TensorData
 from genlab.train import train
 from genlab.training.checkpoint import CheckpointError, RunCheckpoints, load_checkpoint, save_checkpoint
-from genlab.training.loop import NonFiniteError, ScalarWindow, Trainer, fit
+from genlab.training.loop import NonFiniteError, ScalarWindow, LoopSettings, fit
 
 # Models whose continuation must be exact; each new model family is added here.
 MODELS = ["vae", "gan", "cgan"]
@@ -311,7 +312,7 @@ class ScalarLog:
 
 def fit_toy(tmp_path, model, on_nonfinite):
     data = TensorData(torch.zeros(16, 1, 8, 8, dtype=torch.uint8), torch.zeros(16, dtype=torch.long), ("blank",))
-    trainer = Trainer(max_steps=6, batch_size=4, log_every=2, sample_every=100, ckpt_every=2, grid_size=4,
+    trainer = LoopSettings(max_steps=6, batch_size=4, log_every=2, sample_every=100, ckpt_every=2, grid_size=4,
                       keep_last=0, on_nonfinite=on_nonfinite)
     checkpoints = RunCheckpoints(tmp_path / "checkpoints", keep_last=0)
     log = ScalarLog()

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from conftest import TINY, genlab
-from genlab.config import ConfigError, compose_jobs
+from genlab.config import ConfigError
+from genlab.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.images import to_uint8
 from genlab.sample import load_model, render, sample, slerp
@@ -71,17 +72,17 @@ def test_traversal_rows_differ_only_along_their_dimension(ckpts):
         torch.testing.assert_close(z[i][:, others], centre[others].expand(7, 2))
     images, per_row = render(vae, "traverse", 64, 7, None, seeded(2))
     assert per_row == 7
-    torch.testing.assert_close(images, vae.generate(z.flatten(0, 1)))
+    torch.testing.assert_close(images, vae.decode(z.flatten(0, 1)))
 
 
 def test_cgan_grid_defaults_to_the_class_grid_and_label_picks_a_class(ckpts):
     cgan = load_model(ckpts["cgan"])
     images, per_row = render(cgan, "grid", 10, 8, None, seeded(1))
-    expected, _ = cgan.class_grid(3, seeded(1))  # 10 // 3 images per class row
+    expected = cgan.decode(*cgan.class_grid_latents(3, seeded(1)))  # 10 // 3 images per class row
     assert per_row == 3
     torch.testing.assert_close(images, expected)
     labelled, _ = render(cgan, "grid", 5, 8, 2, seeded(1))
-    torch.testing.assert_close(labelled, cgan.generate(torch.randn(5, cgan.latent_dim, generator=seeded(1)), torch.full((5,), 2)))
+    torch.testing.assert_close(labelled, cgan.decode(cgan.prior(5, seeded(1)), torch.full((5,), 2)))
 
 
 @pytest.mark.parametrize("name,options,rows,per_row,file", [
@@ -105,8 +106,8 @@ def test_each_fitting_mode_writes_its_grid(ckpts, name, options, rows, per_row, 
     ("gan", {"mode": "traverse"}, "mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
                                   "but this checkpoint holds a GAN: use mode=grid or mode=interpolate"),
     ("cgan", {"mode": "traverse"}, "mode=traverse needs a VAE"),
-    ("gan", {"label": 0}, "label=0 needs a class-conditional model (model=cgan), but this checkpoint holds a GAN"),
-    ("vae", {"label": 1, "mode": "interpolate"}, "label=1 needs a class-conditional model (model=cgan), but this checkpoint holds a VAE"),
+    ("gan", {"label": 0}, "label=0 needs a class-conditional model, but this checkpoint holds a GAN, which has no classes"),
+    ("vae", {"label": 1, "mode": "interpolate"}, "label=1 needs a class-conditional model, but this checkpoint holds a VAE, which has no classes"),
     ("cgan", {"label": 3}, "label=3 is out of range: this CGAN has 3 classes, choose label=0..2"),
     ("gan", {"mode": "interpolate", "n": 4}, "n=4 is too small for mode=interpolate with steps=8: it makes n // steps rows, so pass n>=8"),
 ])

@@ -8,7 +8,7 @@ from genlab.data.batches import Batch
 from genlab.models import build_model
 from genlab.models.vae import gaussian_kl
 
-MODEL = {"name": "vae", "beta": 4.0, "latent_dim": 3, "likelihood": "bernoulli", "gaussian_std": 0.1, "width": 8}
+MODEL = {"_target_": "genlab.models.vae.VAE", "name": "vae", "beta": 4.0, "latent_dim": 3, "likelihood": "bernoulli", "gaussian_std": 0.1, "width": 8}
 ADAM = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
 
 

@@ -81,6 +81,16 @@ class TensorData(ImageData):
 class Batch:
     images: torch.Tensor  # float32 in [0, 1], N×C×H×W, on the training device
     labels: torch.Tensor  # int64, N
+    shard: World = World()  # the rows of the global batch these are (hardware=ddp)
+
+    def noise(self, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """N(0, I) noise of `shape` (shape[0] = this shard's images) on the batch's device, from
+        torch's global RNG: the whole global batch's noise is drawn and this shard's rows kept,
+        so every rank's RNG stays in step with a single-process run (genlab/distributed.py)."""
+        if self.shard.size == 1:
+            return torch.randn(shape, device=self.images.device, dtype=dtype)
+        everything = torch.randn((shape[0] * self.shard.size, *shape[1:]), device=self.images.device, dtype=dtype)
+        return everything[self.shard.rows(everything.shape[0])]
 
 
 def derived_seed(*key: int | str) -> int:
@@ -111,13 +121,14 @@ def binarize_static(data: TensorData, seed: int) -> TensorData:
 
 
 def to_batch(data: ImageData, index: torch.Tensor, device: torch.device,
-             binarize_with: torch.Generator | None = None, rows: slice = slice(None), batch: int | None = None) -> Batch:
+             binarize_with: torch.Generator | None = None, rows: slice = slice(None), batch: int | None = None,
+             shard: World = World()) -> Batch:
     """The images at `index` on `device` as float in [0, 1]; Bernoulli-binarized when given a
     generator (as `rows` of a batch of `batch` images, see `binarize`)."""
     images = data.images(index).to(device, non_blocking=True)
     if binarize_with is not None:
         images = binarize(images, binarize_with, rows, batch)
-    return Batch(images.float().div_(255), data.labels(index).to(device, non_blocking=True))
+    return Batch(images.float().div_(255), data.labels(index).to(device, non_blocking=True), shard)
 
 
 def on_device(data: ImageData, device: torch.device) -> ImageData:
@@ -185,7 +196,7 @@ class Batches:
             raise UserError(f"trainer.batch_size={batch_size} does not split evenly over {shard.size} processes: "
                             f"use a multiple of {shard.size} (it is the global batch)")
         self.data, self.seed, self.device, self.dynamic_binarize = data, seed, device, dynamic_binarize
-        self.rows = shard.rows(batch_size)
+        self.shard, self.rows = shard, shard.rows(batch_size)
         # Where the images are gathered: a TensorData's device, else (rendered data) the training device.
         self.order = ShuffledBatches(data.num_images, batch_size, seed, getattr(data, "device", device))
 
@@ -199,7 +210,7 @@ class Batches:
             # next_index has just advanced batch_in_epoch past the batch it returned.
             key = derived_seed("dynamic binarization", self.seed, self.order.epoch, self.order.batch_in_epoch - 1)
             generator = torch.Generator(self.device).manual_seed(key)
-        return to_batch(self.data, index[self.rows], self.device, generator, self.rows, len(index))
+        return to_batch(self.data, index[self.rows], self.device, generator, self.rows, len(index), self.shard)
 
     def state_dict(self) -> dict:
         return self.order.state_dict()

@@ -68,7 +68,7 @@ def mig(codes: torch.Tensor, factors: torch.Tensor, bins: int = MIG_BINS) -> dic
 @torch.no_grad()
 def mean_codes(encode, data, n: int, generator: torch.Generator, batch_size: int, device: torch.device):
     """μ(x) (n, L) of n images drawn uniformly from `data` (with replacement, as disentanglement_lib
-    samples factors), and their factor classes (n, K). `encode(x)` returns (μ, log σ²)."""
+    samples factors), and their factor classes (n, K). `encode(x)` returns the codes μ(x)."""
     index = torch.randint(0, data.num_images, (n,), generator=generator)
-    codes = [encode(data.images(part).to(device).float().div(255))[0].cpu() for part in index.split(batch_size)]
+    codes = [encode(data.images(part).to(device).float().div(255)).cpu() for part in index.split(batch_size)]
     return torch.cat(codes), data.factors(index)

@@ -11,39 +11,37 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from genlab.config import METRICS
 from genlab.errors import UserError
+from genlab.files import write_text_atomically
+from genlab.images import to_uint8
 
 log = logging.getLogger("genlab")
 
-FACTOR_DATASETS = ("shapes",)
+FACTOR_DATASETS = ("shapes",)  # datasets with ground-truth factors of variation (for mig)
+DATASET_METRICS = {"mig": FACTOR_DATASETS}  # metrics that also need a kind of dataset
 
 
-def applicable(model: str, dataset: str) -> list[str]:
-    """The metrics `metrics=auto` runs for a model family on a dataset (all but inception_fid)."""
-    return [m for m, fits in (("nll", model == "vae"), ("fid", True), ("kid", True), ("pr", True),
-                              ("accuracy", model == "cgan"), ("mig", model == "vae" and dataset in FACTOR_DATASETS))
-            if fits]
+def applicable(model, dataset: str) -> list[str]:
+    """The metrics `metrics=auto` runs for a model on a dataset (all that fit but inception_fid)."""
+    return [m for m in METRICS if m != "inception_fid" and m in model.metrics and dataset in DATASET_METRICS.get(m, (dataset,))]
 
 
-def check_fits(metrics: list[str], model: str, dataset: str) -> None:
+def check_fits(metrics: list[str], model, dataset: str) -> None:
     for metric in metrics:
-        if metric in ("nll", "mig") and model != "vae":
-            raise UserError(f"metric {metric} needs a VAE (it uses the encoder), but the checkpoint holds a {model}: "
-                            f"drop it from metrics= (metrics=auto picks what fits: {', '.join(applicable(model, dataset))})")
-        if metric == "mig" and dataset not in FACTOR_DATASETS:
-            raise UserError(f"metric mig needs ground-truth factors, which only {', '.join(FACTOR_DATASETS)} has, "
+        if metric not in model.metrics and metric != "inception_fid":
+            raise UserError(f"metric {metric} does not fit the checkpoint's {model.kind} (it fits "
+                            f"{', '.join(m for m in METRICS if m in model.metrics)}): drop it from metrics= "
+                            f"(metrics=auto picks what fits: {', '.join(applicable(model, dataset))})")
+        if dataset not in DATASET_METRICS.get(metric, (dataset,)):
+            raise UserError(f"metric {metric} needs ground-truth factors, which only {', '.join(FACTOR_DATASETS)} has, "
                             f"not {dataset}: drop it from metrics=")
-        if metric == "accuracy" and model != "cgan":
-            raise UserError(f"metric accuracy needs a class-conditional model (model=cgan), but the checkpoint holds "
-                            f"a {model}: drop it from metrics=")
 
 
 @contextlib.contextmanager
@@ -71,8 +69,8 @@ def progress_bar(description: str, total: int):
 class Evaluation:
     """One checkpoint's model, data and settings; each metric method returns its eval.json section."""
 
-    def __init__(self, model, model_name: str, dataset: dict, num_classes: int, settings: dict, device: torch.device):
-        self.model, self.model_name, self.dataset, self.num_classes = model, model_name, dataset, num_classes
+    def __init__(self, model, model_name: str, dataset: dict, settings: dict, device: torch.device):
+        self.model, self.model_name, self.dataset = model, model_name, dataset
         self.settings, self.device = settings, device
         self.n, self.batch_size = settings["n"], settings["batch_size"]
         self._splits, self._classifier, self._features = {}, None, {}
@@ -87,7 +85,7 @@ class Evaluation:
         if settings["data_root"] is not None and "root" in dataset:
             dataset = {**dataset, "root": settings["data_root"]}
         model = model_from_checkpoint(state, device)
-        return cls(model, config["model"]["name"], dataset, state["data"]["num_classes"], settings, device)
+        return cls(model, config["model"]["name"], dataset, settings, device)
 
     # -- shared pieces -------------------------------------------------------------------------
 
@@ -119,9 +117,8 @@ class Evaluation:
                 if labels is None:
                     batch = self.model.sample(count, generator)
                 else:
-                    z = torch.randn(count, self.model.latent_dim, generator=generator)
-                    batch = self.model.generate(z.to(self.device), labels[start : start + count].to(self.device))
-                images.append(batch.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
+                    batch = self.model.decode(self.model.prior(count, generator), labels[start : start + count])
+                images.append(to_uint8(batch.float().cpu()))
                 advance(count)
         return torch.cat(images)
 
@@ -182,12 +179,13 @@ class Evaluation:
     def accuracy(self) -> dict:
         from genlab.metrics.classifier import accuracy
 
-        per_class = self.n // self.num_classes
+        classes = self.model.num_classes
+        per_class = self.n // classes
         if per_class == 0:
-            raise UserError(f"n={self.n} is below the {self.num_classes} classes: pass n>={self.num_classes}")
-        labels = torch.arange(self.num_classes).repeat_interleave(per_class)
+            raise UserError(f"n={self.n} is below the {classes} classes: pass n>={classes}")
+        labels = torch.arange(classes).repeat_interleave(per_class)
         _, predicted = self.classify(self.generated(labels))
-        result = accuracy(predicted, labels, self.num_classes)
+        result = accuracy(predicted, labels, classes)
         return {"accuracy": result["overall"], "per_class": result["per_class"], "per_class_n": per_class,
                 "seed": self.settings["seed"], "classifier": self.classifier_note(),
                 "classifier_per_class_test_accuracy": self.classifier()[1]["test_accuracy"]["per_class"]}
@@ -199,7 +197,7 @@ class Evaluation:
 
         images = self.real_images("test")
         binarize = self.dataset.get("binarize", "none")
-        likelihood = getattr(self.model, "likelihood", None)
+        likelihood = self.model.likelihood
         note = None
         if binarize != "none":
             draw = torch.Generator().manual_seed(derived_seed("eval binarization", self.settings["seed"]))
@@ -262,31 +260,16 @@ def eval_path(ckpt: Path) -> Path:
     return ckpt.parent / ("eval.json" if ckpt.stem == "last" else f"{ckpt.stem}.eval.json")
 
 
-def write_json(path: Path, content: dict) -> None:
-    """Write atomically: a temporary file in the same folder, renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) -> dict:
     """Run `metrics` ("auto" or a list) on a checkpoint; returns eval.json's content after writing it,
     with `path` (of eval.json) and `computed` (the metrics this call ran) added."""
-    from genlab.training.checkpoint import load_checkpoint
+    from genlab.training.checkpoint import load_checkpoint, resolve
 
-    ckpt = Path(ckpt)
-    if ckpt.is_dir():
-        ckpt = ckpt / "checkpoints" / "last.pt" if (ckpt / "checkpoints").is_dir() else ckpt / "last.pt"
+    ckpt = resolve(ckpt)
     state = load_checkpoint(ckpt)
     run = Evaluation.from_checkpoint(state, settings, device)
-    names = applicable(run.model_name, run.dataset["name"]) if metrics == "auto" else list(metrics)
-    check_fits(names, run.model_name, run.dataset["name"])
+    names = applicable(run.model, run.dataset["name"]) if metrics == "auto" else list(metrics)
+    check_fits(names, run.model, run.dataset["name"])
     path = eval_path(ckpt)
     previous = {}
     if path.is_file():
@@ -301,5 +284,5 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
     content = {"ckpt": str(ckpt.resolve()), "step": state["step"], "model": run.model_name, "dataset": run.dataset["name"],
                "summary": {name: merged[metric][key] for name, metric, key in SUMMARY if metric in merged},
                "metrics": merged}
-    write_json(path, content)
+    write_text_atomically(path, json.dumps(content, indent=2) + "\n")
     return {**content, "path": str(path), "computed": names}

@@ -31,10 +31,10 @@ import torch
 def log_importance_weights(vae, x: torch.Tensor, k: int, generator: torch.Generator, max_batch: int) -> torch.Tensor:
     """log wᵢ (N, k) in float64 for images x (N, …), with at most `max_batch` decoder passes at a time.
 
-    `vae` needs encode(x) → (μ, log σ²), decoder(z) → logits and recon_nats(logits, x) → −log p(x|z)
+    `vae` needs posterior(x) → (μ, log σ²), decoder(z) → logits and recon_nats(logits, x) → −log p(x|z)
     per image: the interface of genlab.models.vae.VAE.
     """
-    mu, logvar = (t.double() for t in vae.encode(x))
+    mu, logvar = (t.double() for t in vae.posterior(x))
     std = (0.5 * logvar).exp()
     latent_dim = mu.shape[1]
     log_norm = 0.5 * latent_dim * math.log(2 * math.pi)

@@ -1,27 +1,57 @@
-"""Model families. Each owns its update rule (train_step), sampling and state; the loop owns time."""
+"""Model families: each is a `GenerativeModel` (genlab/models/base.py) named by `model._target_`
+in its YAML. This module builds one from a config section or a checkpoint, and names the families
+only to read checkpoints written before `_target_` existed."""
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import torch
 
-from genlab.models.gan import CGAN, GAN
-from genlab.models.vae import VAE
+from genlab.errors import CheckpointError, UserError
+from genlab.models.base import GenerativeModel
 
-MODELS = {"vae": VAE, "gan": GAN, "cgan": CGAN}
-
-
-def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
-    """The model named by model['name'], from plain config sections and the dataset's shape."""
-    return MODELS[model["name"]](model, optimizer, image_shape, num_classes, device)
+# `model.name` → class, for the configs of checkpoints from before `model._target_`.
+LEGACY_TARGETS = {"vae": "genlab.models.vae.VAE", "gan": "genlab.models.gan.GAN", "cgan": "genlab.models.gan.CGAN"}
 
 
-def load_model_state(model, state: dict) -> None:
+def model_class(model: dict) -> type[GenerativeModel]:
+    """The class a config's `model` section names with `_target_` (module.Class)."""
+    target = model.get("_target_")
+    module_name, _, class_name = target.rpartition(".") if isinstance(target, str) else ("", "", "")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
+    except ImportError as e:
+        raise UserError(f"model._target_={target} cannot be imported ({e}): install its package or put its "
+                        "folder on PYTHONPATH") from None
+    if not (isinstance(found, type) and issubclass(found, GenerativeModel)):
+        raise UserError(f"model._target_={target!r} is not a genlab model class: name a subclass of "
+                        "genlab.models.base.GenerativeModel, e.g. model._target_=genlab.models.vae.VAE")
+    return found
+
+
+def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device) -> GenerativeModel:
+    """The model a plain `model` config section describes, for data of this shape and class count."""
+    return model_class(model)(model, optimizer, image_shape, num_classes, device)
+
+
+def migrate_config(config: dict) -> None:
+    """Bring a checkpoint's run config up to this genlab's keys, in place (its family's `migrate`)."""
+    model = config.get("model")
+    if isinstance(model, dict) and "_target_" not in model and model.get("name") in LEGACY_TARGETS:
+        model["_target_"] = LEGACY_TARGETS[model["name"]]
+    if isinstance(model, dict) and "_target_" in model:
+        try:
+            family = model_class(model)
+        except UserError:  # building the model reports it; reading the checkpoint needs no class
+            return
+        family.migrate(config)
+
+
+def load_model_state(model: GenerativeModel, state: dict) -> None:
     """Load a loaded checkpoint's model state; CheckpointError when it does not fit the networks
     (a checkpoint of a genlab version whose networks differ)."""
-    from genlab.training.checkpoint import CheckpointError
-
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as e:
@@ -33,7 +63,7 @@ def load_model_state(model, state: dict) -> None:
                               f"pip install genlab=={version}") from None
 
 
-def model_from_checkpoint(state: dict, device: torch.device):
+def model_from_checkpoint(state: dict, device: torch.device) -> GenerativeModel:
     """The model of a loaded checkpoint, rebuilt on `device`, in eval mode."""
     config, data = state["config"], state["data"]
     model = build_model(config["model"], config["optimizer"], data["image_shape"], data["num_classes"], device)

@@ -24,11 +24,7 @@ Losses per image, with σ the logistic sigmoid, softplus(t) = log(1 + eᵗ) and 
     plus, for D, the R1 penalty on real images x in [−1, 1] (Mescheder et al. 2018, "Which
     Training Methods for GANs do actually Converge?"):
         R1 = (γ/2)·‖∇_x D(x)‖²,   γ = r1_gamma (0 turns it off)
-    Without it D won too easily: on MNIST the cgan collapsed within each digit, and with γ = 10
-    it drew varied, correct digits after 600 steps. The cgan uses γ = 1: with γ = 10 its samples on
-    shapes carried a grey haze over the black background, and D's auxiliary classifier (below)
-    learned the classes more slowly (right 77 % of the time after 2,450 steps, against 86 % with
-    γ = 1, both with w = 5). γ = 0.1 let D win (d_loss about 0.2) and G's images went noisy.
+    Why gan uses γ = 10 and cgan γ = 1: docs/gan-shapes.md.
 
 Mode seeking (Mao et al. 2019, "Mode Seeking Generative Adversarial Networks for Diverse Image
 Synthesis", eq. 3 as in their code): the generator's batch is drawn as pairs (i, h + i), h = ⌊n/2⌋,
@@ -36,13 +32,8 @@ that share a label, and λ = mode_seeking (0 turns it off) adds to L_G
 
     L_ms = λ / (r + 10⁻⁵),   r = mean|x̃_i − x̃_{h+i}| / mean|z_i − z_{h+i}|     (x̃ in [−1, 1])
 
-so G is paid for letting different z give different images. The cgan needs it on shapes at 32 px:
-without it its raw G drew varied images at any one step, but its map from z to images kept moving
-from step to step, so the EMA generator (an average of recent weights) drew one blur per class
-(after 2,000 steps the pixel std across z was 0.13 for the EMA against 0.19 raw; the unconditional
-gan's was 0.23 against 0.24, and its samples were sharp). With λ = 0.1 (cgan's default) the EMA
-kept up (0.28 against 0.28 after 1,000 steps) and D and G stayed balanced (d_loss 1.2 against
-0.6); λ = 1 also kept the EMA varied but sprinkled noise over the black background.
+so G is paid for letting different z give different images. The cgan needs it on shapes, where
+without it the EMA generator drew one blur per class (docs/gan-shapes.md).
 
 Auxiliary classifier (cgan; Odena, Olah & Shlens 2017, "Conditional Image Synthesis with Auxiliary
 Classifier GANs"), a linear head on D's features beside the projection: class logits
@@ -51,29 +42,8 @@ Classifier GANs"), a linear head on D's features beside the projection: class lo
     L_D += w·CE(ℓ(x), y)     on real images only, so it is a classifier of the data, not of G's errors
     L_G += w·CE(ℓ(x̃), y)     CE(ℓ, y) = −log softmax(ℓ)_y = logsumexp(ℓ) − ℓ_y, in nats
 
-(Odena et al. also train it on fakes). The projection alone did not make the cgan draw its class
-on shapes at 32 px, where the shapes differ in a few edge pixels: D could tell real from fake
-without seeing them. Measured with genlab eval's shapes classifier (99.97 % on real images), the
-share of samples drawn in their class after 4,000 steps rose from 0.45 without the auxiliary
-classifier to 0.96 with cgan's defaults (w = 5, γ = 1); on MNIST after 600 steps, from 0.71 to
-0.98. With w = 1, D's own classifier was right only 45 % of the time on real images after 2,000
-steps (chance is 33 %). The accuracy overstates what a person sees: after 8,000 and 12,000 steps
-(0.99, 0.97) the ellipse row drew clear ellipses, but squares and hearts were both round blobs
-that differ in faint edge and background texture (the squares' background carries a
-checkerboard), so G satisfies both classifiers without drawing corners or the heart's notch.
-benchmarks/shape_rows.py measures this in pixel space: the share of the square row's samples whose
-nearest real image is a square (a real square scores 1; a round blob's nearest image is mostly a
-heart) stayed at 0.19–0.36 from 4,000 to 33,000 steps of cgan's defaults (to 12,000 on the CPU; to
-15,844 on an H100, resumed on the CPU), and the heart row stayed round. Tried at 32 px unless
-stated, none drawing squares and hearts (steps, square score): D without BatchNorm (0.00 at 3,000,
-0.32 at 11,033, 0.50 at 18,618: grey boxes rather than squares); one BatchNorm batch of real and
-fake images (2,300, 0.22); a stride-1 3×3 convolution before D's first stride (0.51 at 2,000, 0.12
-at 5,000), or before each of its strides (4,184, 0.27); d_steps = 2 (2,200, 0.19); nearest-neighbour
-upsampling in G (3,000, 0.23); a (K+1)-way head (1,300, 0.08: D won); spectral normalisation with
-hinge loss and no R1 (2,000–9,750, 0.02–0.19); batch 256 (8,950, 0.21); width 64 (14,111, 0.22);
-γ = 10 (15,973, 0.28); 64 px with batch 64, 256 or width 64 (3,021–8,071, 0.07–0.13). The
-unconditional gan, too, drew only blobs and ellipses after 17,844 steps (and after 13,184 without
-BatchNorm in D), so the limit lies in the DCGAN pair and its training, not in the conditioning.
+(Odena et al. also train it on fakes). Without it the projection alone did not make the cgan
+draw its class on shapes (docs/gan-shapes.md, with what is still open).
 
 One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then one
 generator update with fresh z. Fake images take the real batch's labels, so the cGAN's fakes follow
@@ -104,15 +74,15 @@ Logged scalars (per image, averaged over the d_steps updates where they come fro
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.checks import ConfigError, require
 from genlab.data.batches import Batch
-from genlab.distributed import batch_noise
 from genlab.models import optim
+from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
 from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
 from genlab.models.optim import make_optimizer
 
@@ -166,30 +136,62 @@ def _grad_norm(module: nn.Module) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
 
 
-class GAN:
+class GAN(GenerativeModel):
     """Unconditional DCGAN with two optimizers (same optimizer section, one per network)."""
 
-    conditional = False
-    nets = ("generator", "discriminator")  # the trainable modules (genlab.distributed wraps them for DDP)
+    nets = ("generator", "discriminator")
+    conditional = False  # CGAN: labels feed G and D
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
         self.latent_dim, self.loss = model["latent_dim"], model["loss"]
         self.d_steps, self.ema_decay, self.r1_gamma = model["d_steps"], model["ema_decay"], model["r1_gamma"]
         self.mode_seeking = model["mode_seeking"]
-        self.num_classes = num_classes if self.conditional else 0
+        self.num_classes = num_classes if self.conditional else None
         self.class_loss = model["class_loss"] if self.conditional else 0.0
-        embed_dim = model["embed_dim"] if self.conditional else 0
-        self.generator = Generator(image_shape, model["width"], self.latent_dim, self.num_classes, embed_dim).to(device)
-        self.discriminator = Discriminator(image_shape, model["width"], self.num_classes, self.class_loss > 0).to(device)
+        classes, embed_dim = (num_classes, model["embed_dim"]) if self.conditional else (0, 0)
+        self.generator = Generator(image_shape, model["width"], self.latent_dim, classes, embed_dim).to(device)
+        self.discriminator = Discriminator(image_shape, model["width"], classes, self.class_loss > 0).to(device)
         self.generator_ema = copy.deepcopy(self.generator).train(False).requires_grad_(False)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
         self.d_optimizer = make_optimizer(self.discriminator.parameters(), optimizer)
         self.device = device
 
-    def _noise(self, n: int) -> torch.Tensor:
-        return batch_noise((n, self.latent_dim), self.device)
+    @classmethod
+    def validate(cls, cfg) -> None:
+        require(cfg, "model.latent_dim", "int", low=1)
+        require(cfg, "model.width", "int", low=1)
+        require(cfg, "model.lr", "number", low=0, low_open=True)
+        require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
+        require(cfg, "model.d_steps", "int", low=1)
+        require(cfg, "model.r1_gamma", "number", low=0)
+        require(cfg, "model.mode_seeking", "number", low=0)
+        require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
+        if require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
+            raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
+                              "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")
+        if cfg.hardware.precision == "fp16" and cfg.model.r1_gamma > 0:
+            raise ConfigError(f"hardware.precision=fp16 is not allowed with model.r1_gamma={cfg.model.r1_gamma}: R1's "
+                              "double backward through BatchNorm overflows fp16 (NaN gradients at every step); use "
+                              "hardware.precision=bf16 or fp32, or model.r1_gamma=0")
+
+    @classmethod
+    def migrate(cls, config: dict) -> None:
+        config["model"].setdefault("mode_seeking", 0.0)  # added after the first checkpoints: they ran without it
+        config.pop("beta", None)  # the VAE's shorthand, at the top of every run's config before it moved to vae.yaml
+
+    def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from the EMA generator for latents z (and class labels, cgan)."""
+        labels = None if labels is None else labels.to(self.device)
+        return (self.generator_ema(latents.to(self.device), labels) + 1) / 2
+
+    def _noise(self, batch: Batch) -> torch.Tensor:
+        return batch.noise((batch.images.shape[0], self.latent_dim))
 
     def _d_loss(self, real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
         if self.loss == "hinge":
@@ -216,7 +218,7 @@ class GAN:
         d_stats = []
         for _ in range(self.d_steps):
             with torch.no_grad():
-                fake = self.generator(self._noise(n), labels)
+                fake = self.generator(self._noise(batch), labels)
             real_score, real_logits = self.discriminator(real, labels)
             fake_score, _ = self.discriminator(fake, labels)
             real_score, fake_score = real_score.float(), fake_score.float()
@@ -238,7 +240,7 @@ class GAN:
         self.discriminator.requires_grad_(False)
         if labels is not None:  # pairs (i, ⌊n/2⌋ + i) share a label, for diversity_ratio
             labels = torch.cat([labels[: n // 2], labels[: n - n // 2]])
-        z = self._noise(n)
+        z = self._noise(batch)
         fake = self.generator(z, labels)
         fake_score, fake_logits = self.discriminator(fake, labels)
         g_loss = self._g_loss(fake_score.float())
@@ -275,26 +277,8 @@ class GAN:
                 ema.copy_(raw)
         self.ema_updates += 1
 
-    @torch.no_grad()
-    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from the EMA generator for latents z (and class labels, cgan)."""
-        labels = None if labels is None else labels.to(self.device)
-        return (self.generator_ema(z.to(self.device), labels) + 1) / 2
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
-
-    def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
-        """Grids to log: name → (images in [0, 1], images per row); the same generator seed gives fixed noise."""
-        n = real.shape[0]
-        return {"samples": (self.sample(n, generator), math.ceil(math.sqrt(n)))}
-
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.g_optimizer, "discriminator": self.d_optimizer}
-
-    def train(self, mode: bool) -> None:
-        self.generator.train(mode)
-        self.discriminator.train(mode)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
@@ -314,22 +298,21 @@ class CGAN(GAN):
     """Class-conditional GAN: label embedding in G, projection discriminator; classes from the dataset."""
 
     conditional = True
+    metrics = ALWAYS_FITTING_METRICS | {"accuracy"}
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """n samples of classes drawn uniformly."""
-        z = torch.randn(n, self.latent_dim, generator=generator)
-        return self.generate(z, torch.randint(self.num_classes, (n,), generator=generator))
+    @classmethod
+    def validate(cls, cfg) -> None:
+        super().validate(cfg)
+        require(cfg, "model.embed_dim", "int", low=1)
+        require(cfg, "model.class_loss", "number", low=0)
+        from genlab.data import num_classes
 
-    def class_grid(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Row k is class k; column j uses the same z_j in every row. Returns (images, per_row)."""
-        return self.generate(*self.class_latents(columns, generator)), columns
+        classes = num_classes(cfg.dataset)
+        if classes < 2:
+            raise ConfigError(f"model=cgan needs a dataset with at least 2 classes, but dataset={cfg.dataset.name} "
+                              f"has {classes}: use model=gan")
 
-    def class_latents(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The class grid's latents and labels, row by row (to generate it in batches)."""
-        z = torch.randn(columns, self.latent_dim, generator=generator).repeat(self.num_classes, 1)
-        return z, torch.arange(self.num_classes).repeat_interleave(columns)
-
-    def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
-        grids = super().image_grids(real, generator)
-        grids["classes"] = self.class_grid(max(1, real.shape[0] // self.num_classes), generator)
-        return grids
+    @classmethod
+    def migrate(cls, config: dict) -> None:
+        super().migrate(config)
+        config["model"].setdefault("class_loss", 0.0)  # added after the first cgan checkpoints

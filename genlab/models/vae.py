@@ -27,9 +27,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from genlab.checks import require
 from genlab.data.batches import Batch
-from genlab.distributed import batch_noise
 from genlab.models import optim
+from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
 from genlab.models.nets import ConvDecoder, ConvEncoder
 from genlab.models.optim import make_optimizer
 
@@ -45,11 +46,11 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 TRAVERSAL_RANGE = 3.0  # a traversal sweeps each latent over ±this many prior standard deviations
 
 
-class VAE:
+class VAE(GenerativeModel):
     """A β-VAE with one Adam/AdamW/SGD optimizer over encoder and decoder."""
 
-    conditional = False
-    nets = ("encoder", "decoder")  # the trainable modules (genlab.distributed wraps them for DDP)
+    nets = ("encoder", "decoder")
+    metrics = ALWAYS_FITTING_METRICS | {"nll", "mig"}
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
@@ -61,13 +62,34 @@ class VAE:
         self.optimizer = make_optimizer(params, optimizer)
         self.device = device
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @classmethod
+    def validate(cls, cfg) -> None:
+        require(cfg, "beta", "number", low=0)  # the shorthands first: they are what a user types
+        require(cfg, "noise_dim", "int", low=1)
+        require(cfg, "model.beta", "number", low=0)
+        require(cfg, "model.latent_dim", "int", low=1)
+        require(cfg, "model.width", "int", low=1)
+        require(cfg, "model.lr", "number", low=0, low_open=True)
+        require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
+        require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x)'s mean μ and log-variance log σ² (with gradient)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean image in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The posterior mean μ(x) of images in [0, 1]."""
+        return self.posterior(images.to(self.device))[0]
+
+    def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's mean image in [0, 1] for latents z (on any device)."""
+        return torch.sigmoid(self.decoder(latents.to(self.device)))
 
     def recon_nats(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """−log p(x|z) per image, summed over pixels."""
@@ -80,8 +102,8 @@ class VAE:
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = batch.images
-        mu, logvar = self.encode(x)
-        z = mu + batch_noise(mu.shape, mu.device, mu.dtype) * (0.5 * logvar).exp()
+        mu, logvar = self.posterior(x)
+        z = mu + batch.noise(mu.shape, mu.dtype) * (0.5 * logvar).exp()
         recon = self.recon_nats(self.decoder(z).float(), x)
         kl = gaussian_kl(mu.float(), logvar.float())
         loss = (recon + self.beta * kl).mean()
@@ -92,15 +114,6 @@ class VAE:
         return {"recon_nats": recon, "kl_nats": kl, "beta_kl_nats": self.beta * kl,
                 "loss_nats": loss.detach(), "neg_elbo_nats": recon + kl}
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
-
-    @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean images in [0, 1] for latents z (on any device)."""
-        return self.decode(z.to(self.device))
-
     def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
         """Latents (latent_dim·steps, latent_dim): row i sweeps z_i over ±TRAVERSAL_RANGE, the rest stay at one z ~ N(0, I)."""
         d = self.latent_dim
@@ -109,9 +122,8 @@ class VAE:
         z[dims, :, dims] = torch.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, steps)
         return z.flatten(0, 1)
 
-    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.encode(x))
 
     @torch.no_grad()
     def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
@@ -129,7 +141,7 @@ class VAE:
     def active_units(self, x: torch.Tensor) -> int:
         """How many latent dimensions are active over the images x (N ≥ 2, in [0, 1])."""
         self.train(False)
-        mu = torch.cat([self.encode(chunk)[0].float() for chunk in x.split(ENCODE_CHUNK)])
+        mu = torch.cat([self.encode(chunk).float() for chunk in x.split(ENCODE_CHUNK)])
         self.train(True)
         return int((mu.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum())
 
@@ -139,10 +151,6 @@ class VAE:
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"vae": self.optimizer}
-
-    def train(self, mode: bool) -> None:
-        self.encoder.train(mode)
-        self.decoder.train(mode)
 
     def state_dict(self) -> dict:
         return {"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),

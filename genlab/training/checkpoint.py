@@ -2,9 +2,8 @@
 
 `torch.load(path, weights_only=True)` loads every checkpoint genlab writes, so loading one never
 executes code from the file; anything else (a pickle that names a function, a legacy non-zip
-pickle) is refused before or while unpickling. A write goes to a temporary file in the same
-folder, is fsynced, and is renamed over the target: a crash at any moment, `kill -9` included,
-leaves either the old or the new file, whole (POSIX rename is atomic within a file system).
+pickle) is refused before or while unpickling. Every write is atomic (genlab/files.py): a crash at
+any moment, `kill -9` included, leaves either the old or the new file, whole.
 
 A run's checkpoints/ folder holds last.pt, always the newest, and with trainer.keep_last = K > 0
 also step_XXXXXXX.pt for the K newest checkpoint steps: hard links to what last.pt was when it was
@@ -19,31 +18,22 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import secrets
 import shlex
 import shutil
 import zipfile
 from pathlib import Path
 
 import genlab
-from genlab.errors import UserError
+from genlab.errors import CheckpointError
+from genlab.files import write_atomically
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
 STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
-# Config keys added after checkpoints were first written: (section, key) → (the value those
-# checkpoints ran with, the models that have the key or None for all). load_checkpoint fills them
-# in, so an older checkpoint builds, samples and resumes as one written now.
-ADDED_KEYS = {
-    ("hardware", "compile"): (False, None),
-    ("hardware", "distributed"): (False, None),
-    ("model", "mode_seeking"): (0.0, ("gan", "cgan")),
-    ("model", "class_loss"): (0.0, ("cgan",)),
-}
-
-
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read or written; the message says why and what to do."""
+# hardware keys added after checkpoints were first written, at the value those checkpoints ran
+# with; load_checkpoint fills them in (and the model family's own, see genlab.models.migrate_config),
+# so an older checkpoint builds, samples and resumes as one written now.
+ADDED_HARDWARE_KEYS = {"compile": False, "distributed": False}
 
 
 def run_dir_of(ckpt: Path) -> Path:
@@ -77,34 +67,13 @@ def refuse_overwrite(run_dir: Path, otherwise: str) -> None:
         raise CheckpointError(f"{run_dir} already holds a trained run: continue it with `{resume_command(last)}`, or {otherwise}")
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, and rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # Not tempfile.mkstemp: its files are private (0600); a checkpoint gets the umask's permissions.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(state: dict, path: Path) -> None:
     """Atomically write `state` (plain data) to `path`."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format_version": FORMAT_VERSION, "genlab_version": genlab.__version__, **state}
-    _write_atomically(path, lambda f: torch.save(state, f))
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def resolve(path: str | Path) -> Path:
@@ -154,16 +123,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             f"{path} has checkpoint format {state['format_version']}, newer than this genlab's {FORMAT_VERSION} "
             f"(written by genlab {state.get('genlab_version')}): upgrade genlab to load it"
         )
-    if isinstance(state.get("config"), dict):
-        _add_new_keys(state["config"])
+    config = state.get("config")
+    if isinstance(config, dict):
+        from genlab.models import migrate_config
+
+        for key, value in ADDED_HARDWARE_KEYS.items():
+            config.get("hardware", {}).setdefault(key, value)
+        migrate_config(config)
     return state
-
-
-def _add_new_keys(config: dict) -> None:
-    """Give a run config the ADDED_KEYS it lacks, at the value its run had."""
-    for (section, key), (value, models) in ADDED_KEYS.items():
-        if section in config and (models is None or config.get("model", {}).get("name") in models):
-            config[section].setdefault(key, value)
 
 
 class RunCheckpoints:
@@ -224,4 +191,4 @@ class RunCheckpoints:
         except OSError:  # a file system without hard links: copy instead
             tmp.unlink(missing_ok=True)
             with open(source, "rb") as f:
-                _write_atomically(target, lambda out: shutil.copyfileobj(f, out))
+                write_atomically(target, lambda out: shutil.copyfileobj(f, out))

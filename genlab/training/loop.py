@@ -49,7 +49,9 @@ from genlab.training.signals import Interrupted, StopSignals
 
 
 @dataclass
-class Trainer:
+class LoopSettings:
+    """The `trainer` config section: how long `fit` trains and how often it logs and saves."""
+
     max_steps: int
     batch_size: int
     log_every: int
@@ -204,7 +206,7 @@ def _skip_nonfinite_update(optimizer: torch.optim.Optimizer, args, kwargs) -> No
             p.grad = None
 
 
-def fit(model, data: ImageData, batches: Batches, trainer: Trainer, *, checkpoints: RunCheckpoints,
+def fit(model, data: ImageData, batches: Batches, trainer: LoopSettings, *, checkpoints: RunCheckpoints,
         logger: RunLogger | None, device: torch.device, precision: str, seed: int, checkpoint_meta: dict,
         resume: dict | None = None) -> tuple[int, dict[str, float]]:
     """Train to trainer.max_steps from the start, or from the loaded checkpoint `resume`; returns

@@ -1,0 +1,112 @@
+"""From a command line to composed configs: every use of Hydra beyond `@hydra.main` lives here.
+
+genlab checks a command line before Hydra's app creates a run or sweep directory, so a bad value
+costs nothing and leaves nothing behind. `compose_command` composes each job once, with Hydra's
+own node, which gives both the job's config (validated once, by the command) and the directory
+Hydra will create. Hydra's app then composes the same job again when it runs it: its launchers
+compose jobs in their own processes (joblib workers, Slurm tasks), so that composition cannot be
+handed over.
+
+Hydra internals relied on (tests/test_compose.py pins each):
+- `hydra._internal.utils.get_args_parser`: the app's own argv parser (-m, --cfg, --help, …);
+- `BasicSweeper.split_arguments`: the jobs of a sweep, in the order the basic sweeper runs them;
+- `OverridesParser`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`).
+"""
+
+from __future__ import annotations
+
+import re
+from argparse import Namespace
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from genlab.checks import ConfigError
+
+
+def config_dir() -> str:
+    """configs/ inside the installed package, or the repository's top-level configs/."""
+    packaged = Path(__file__).parent / "configs"
+    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "configs")
+
+
+def parse_command_line(args: list[str]) -> Namespace:
+    """Hydra's parse of a command line: .overrides, .multirun, .config_name, .help, .cfg, …"""
+    from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_args(args)
+
+
+def only_inspects(parsed: Namespace) -> bool:
+    """Whether the parsed command line only prints something (help, config, completion)."""
+    return bool(parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info)
+
+
+def parse_overrides(overrides: list[str]) -> list:
+    """Hydra's parsed overrides; ConfigError naming the one that cannot be read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, parsed = OverridesParser.create(), []
+    for override in overrides:  # one at a time, to name the one that fails
+        try:
+            parsed += parser.parse_overrides([override])
+        except OverrideParseException as e:
+            raise ConfigError(f"cannot read {override!r} ({str(e).splitlines()[0]}): quote a value with special "
+                              "characters, e.g. \"resume='outputs/x/beta=4,noise_dim=16'\"") from None
+    return parsed
+
+
+def _one_line(error: Exception, config_name: str) -> str:
+    """Hydra's composition errors, cut down to one line with the fix."""
+    from hydra.errors import MissingConfigException
+
+    text = str(error)
+    if isinstance(error, MissingConfigException) and error.options:
+        group = error.missing_cfg_file.rsplit("/", 1)[0] if error.missing_cfg_file else "?"
+        wanted = re.search(r"Could not find '([^']+)'", text)
+        name = wanted.group(1) if wanted else error.missing_cfg_file
+        return f"{name.replace('/', '=', 1)} is not an option: choose {group}= one of {', '.join(error.options)}"
+    cause = error.__cause__
+    if "is not in struct" in text or (cause is not None and "not in struct" in str(cause)):
+        key = re.search(r"override '([^']+)'", text)
+        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab {config_name} --cfg job` for every key)"
+    return " ".join(text.split())
+
+
+def compose_command(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[DictConfig], Path | None]:
+    """Compose every job the command line asks for, once each: (the jobs' configs without Hydra's
+    node, the run or sweep directory Hydra will create, or None where it depends on values known
+    only at run time). ConfigError on a bad override."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        jobs = [overrides]
+        if multirun:
+            jobs = [list(job) for chunk in BasicSweeper.split_arguments(parse_overrides(overrides), None) for job in chunk]
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            composed = [compose(config_name, overrides=job, return_hydra_config=True) for job in jobs]
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_one_line(e, config_name)) from None
+    output_dir = _output_dir(composed[0], multirun)  # a sweep's directory is the same for every job
+    for cfg in composed:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return composed, output_dir
+
+
+def compose_jobs(config_name: str, overrides: list[str], multirun: bool = False) -> list[DictConfig]:
+    """The config of every job the command line asks for (see compose_command)."""
+    return compose_command(config_name, overrides, multirun)[0]
+
+
+def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return Path(OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir"))
+    except OmegaConfBaseException:  # e.g. an interpolation of hydra.runtime, set only when it runs
+        return None

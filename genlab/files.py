@@ -1,0 +1,41 @@
+"""Writing a file so that no reader ever sees it half-written.
+
+`write_atomically` writes to a temporary file beside the target, fsyncs it, renames it over the
+target and fsyncs the folder: a crash at any moment, `kill -9` or power loss included, leaves
+either the old file or the new one, whole (POSIX rename is atomic within a file system). A killed
+write leaves only a hidden `.<name>.<random>.tmp`, never read as a result.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call write(file) on a temporary binary file beside `path`, then put it in place atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # Not tempfile.mkstemp: its files are private (0600); a result file gets the umask's permissions.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_atomically(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,130 @@
+"""The one contract between a model family and the rest of genlab.
+
+The training loop, `genlab sample`, `genlab eval`, checkpoints and DDP use a model only through
+`GenerativeModel`; none of them names a family. A family is one module that subclasses it plus one
+YAML in configs/model/ whose `model._target_` names the class (found with Hydra's class lookup, so
+adding a family edits no registry). The YAML is `# @package _global_`: besides `model:` it may
+declare top-level shorthands that only this family reads (configs/model/vae.yaml: `beta`,
+`noise_dim`), so a shorthand another family does not read is an unknown key there.
+
+What a family provides:
+
+    num_classes       None (unconditional) or the number of classes its decode takes
+    metrics           the `genlab eval` metrics that fit it (fid, kid, pr always; nll, mig need an
+                      encoder and a likelihood; accuracy needs classes)
+    nets              names of its trainable nn.Modules (compiled and wrapped for DDP by name)
+    prior(n, g)       n latents, of whatever shape the family needs, drawn on the CPU from g
+    decode(z, y)      images in [0, 1] on the model's device, deterministic given latents z (and
+                      labels y when num_classes is set); no gradient
+    encode(x)         images → latent codes (the posterior mean); only families with an encoder
+    traversal(s, g)   latents of a latent-traversal figure; only families with independent latents
+    train_step(b)     one update on a Batch (its own zero_grad/backward/step), per-image scalars
+    image_grids       the grids the loop logs
+    final_metrics     scalars measured on fixed data images at the end of a run (may be empty)
+    optimizers()      name → optimizer (learning rates are logged, loss scales saved per name)
+    state_dict        plain data: nets, optimizers, EMA copies; load_state_dict restores it
+    validate(cfg)     classmethod: one-line ConfigError for a bad value of the family's own keys
+                      or of a rule linking them to other sections (e.g. fp16 with R1)
+    migrate(config)   classmethod: fill in, in place, the keys a checkpoint's config predates
+
+The base class's `encode` and `traversal` refuse with a one-line UserError, so a caller never asks
+which family it holds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig
+
+from genlab.data.batches import Batch
+from genlab.errors import UserError
+
+ALWAYS_FITTING_METRICS = frozenset({"fid", "kid", "pr"})
+
+
+class GenerativeModel:
+    """Base class of every model family; see the module docstring for the contract."""
+
+    num_classes: int | None = None
+    metrics: frozenset[str] = ALWAYS_FITTING_METRICS
+    nets: tuple[str, ...] = ()
+    image_shape: tuple[int, int, int]
+    device: torch.device
+
+    def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
+        raise NotImplementedError
+
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        """Raise ConfigError for the first bad value of this family's keys (cfg: the whole run)."""
+
+    @classmethod
+    def migrate(cls, config: dict) -> None:
+        """Add to a checkpoint's resolved run config the keys it predates, at the values it ran with."""
+
+    def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        raise UserError(f"this needs a model with an encoder, but the checkpoint holds a {self.kind}, which has none")
+
+    def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
+        raise UserError(f"mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
+                        f"but this checkpoint holds a {self.kind}: use mode=grid or mode=interpolate")
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def image_grids(self, real: torch.Tensor, generator: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
+        """Grids to log: name → (images in [0, 1], images per row). Default: samples, and for a
+        conditional model the class grid (row k = class k, the same latent down each column)."""
+        n = real.shape[0]
+        grids = {"samples": (self.sample(n, generator), math.ceil(math.sqrt(n)))}
+        if self.num_classes:
+            columns = max(1, n // self.num_classes)
+            latents, labels = self.class_grid_latents(columns, generator)
+            grids["classes"] = (self.decode(latents, labels), columns)
+        return grids
+
+    def final_metrics(self, images: torch.Tensor) -> dict[str, float]:
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    # -- shared behaviour, written once in terms of the contract ---------------------------------
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def train(self, mode: bool) -> None:
+        for name in self.nets:
+            getattr(self, name).train(mode)
+
+    def random_labels(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """n classes drawn uniformly (None for an unconditional model)."""
+        return torch.randint(self.num_classes, (n,), generator=generator) if self.num_classes else None
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n images from the prior (of uniformly drawn classes for a conditional model)."""
+        latents = self.prior(n, generator)
+        return self.decode(latents, self.random_labels(n, generator))
+
+    def class_grid_latents(self, columns: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and labels of the class grid, row by row: row k is class k, column j uses latent j."""
+        latents = self.prior(columns, generator)
+        rows = latents.repeat(self.num_classes, *[1] * (latents.dim() - 1))
+        return rows, torch.arange(self.num_classes).repeat_interleave(columns)
