@@ -40,7 +40,7 @@ def print_table(result: dict) -> None:
         "fid": lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
         "kid": lambda m: [("KID (classifier features)", f"{m['kid']:.4g} ± {m['kid_std']:.2g}", m["noise_floor"])],
         "pr": lambda m: [("precision", m["precision"], m["noise_floor_precision"]), ("recall", m["recall"], m["noise_floor_recall"])],
-        "accuracy": lambda m: [("cgan accuracy", m["accuracy"], None)],
+        "accuracy": lambda m: [("class accuracy", m["accuracy"], None)],
         "mig": lambda m: [("MIG", m["mig"], None)],
         "inception_fid": lambda m: [("Inception FID", m["inception_fid"], None)],
     }

@@ -1,4 +1,4 @@
-"""Likelihood bounds of a VAE on held-out images, in nats per image.
+"""Likelihood bounds of a latent-variable model (the VAE) on held-out images, in nats per image.
 
 For an image x and k draws zᵢ = μ(x) + σ(x)·εᵢ, εᵢ ~ N(0, I), from the encoder q(z|x), the log
 importance weights are
@@ -28,13 +28,13 @@ import math
 import torch
 
 
-def log_importance_weights(vae, x: torch.Tensor, k: int, generator: torch.Generator, max_batch: int) -> torch.Tensor:
+def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator, max_batch: int) -> torch.Tensor:
     """log wᵢ (N, k) in float64 for images x (N, …), with at most `max_batch` decoder passes at a time.
 
-    `vae` needs posterior(x) → (μ, log σ²), decoder(z) → logits and recon_nats(logits, x) → −log p(x|z)
+    `model` needs posterior(x) → (μ, log σ²), decoder(z) → logits and recon_nats(logits, x) → −log p(x|z)
     per image: the interface of genlab.models.vae.VAE.
     """
-    mu, logvar = (t.double() for t in vae.posterior(x))
+    mu, logvar = (t.double() for t in model.posterior(x))
     std = (0.5 * logvar).exp()
     latent_dim = mu.shape[1]
     log_norm = 0.5 * latent_dim * math.log(2 * math.pi)
@@ -44,8 +44,8 @@ def log_importance_weights(vae, x: torch.Tensor, k: int, generator: torch.Genera
         draws = min(per_chunk, k - start)
         eps = torch.randn(x.shape[0], draws, latent_dim, generator=generator, dtype=torch.float64).to(mu.device)
         z = mu[:, None] + std[:, None] * eps
-        logits = vae.decoder(z.flatten(0, 1).to(x.dtype))
-        log_px_z = -vae.recon_nats(logits.float(), x.repeat_interleave(draws, 0)).double().view(x.shape[0], draws)
+        logits = model.decoder(z.flatten(0, 1).to(x.dtype))
+        log_px_z = -model.recon_nats(logits.float(), x.repeat_interleave(draws, 0)).double().view(x.shape[0], draws)
         log_pz = -0.5 * z.square().sum(-1) - log_norm
         log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True) - log_norm
         weights.append(log_px_z + log_pz - log_qz)
@@ -60,7 +60,7 @@ def bounds(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def nll_bounds(vae, images: torch.Tensor, k: int, generator: torch.Generator, max_batch: int,
+def nll_bounds(model, images: torch.Tensor, k: int, generator: torch.Generator, max_batch: int,
                progress=None) -> dict[str, float]:
     """Mean negative ELBO and IWAE NLL bound over `images` (N, C, H, W in [0, 1]), nats per image.
 
@@ -71,7 +71,7 @@ def nll_bounds(vae, images: torch.Tensor, k: int, generator: torch.Generator, ma
     neg_elbo, iwae_nll = [], []
     for start in range(0, len(images), per_batch):
         batch = images[start : start + per_batch]
-        elbo, iwae = bounds(log_importance_weights(vae, batch, k, generator, max_batch))
+        elbo, iwae = bounds(log_importance_weights(model, batch, k, generator, max_batch))
         neg_elbo.append(elbo.cpu())
         iwae_nll.append(iwae.cpu())
         if progress is not None:
