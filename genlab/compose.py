@@ -7,14 +7,24 @@ Hydra will create. Hydra's app then composes the same job again when it runs it:
 compose jobs in their own processes (joblib workers, Slurm tasks), so that composition cannot be
 handed over.
 
+Every key of a job must be one genlab reads: Hydra refuses an unknown key unless it is added with
+`+key=value` (or by a user's config file), so `compose_command` also composes, once per set of
+choices of the command's own config groups, the reference config those choices give (no value
+overrides, no preset or other added group) and refuses a key the job has and the reference lacks,
+naming the closest known key. Hydra's own
+keys (`hydra.*`, launchers included) are not part of a job.
+
 Hydra internals relied on (tests/test_compose.py pins each):
 - `hydra._internal.utils.get_args_parser`: the app's own argv parser (-m, --cfg, --help, …);
 - `BasicSweeper.split_arguments`: the jobs of a sweep, in the order the basic sweeper runs them;
-- `OverridesParser`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`).
+- `OverridesParser`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`);
+- `hydra.runtime.choices` of a config composed with Hydra's node: the option of every group,
+  keyed `group` or `group@package`, which Hydra accepts back as an override.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from argparse import Namespace
 from pathlib import Path
@@ -57,7 +67,63 @@ def parse_overrides(overrides: list[str]) -> list:
     return parsed
 
 
-def _one_line(error: Exception, config_name: str) -> str:
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    """Every dotted key of a plain config tree (lists and values are leaves)."""
+    keys = set()
+    for key, value in tree.items():
+        keys.add(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys |= _keys(value, f"{prefix}{key}.")
+    return keys
+
+
+class _Composer:
+    """Hydra's compose API inside one initialize_config_dir, with the reference key sets cached."""
+
+    def __init__(self, config_name: str, overrides: list[str]):
+        from hydra import compose
+
+        self.compose, self.config_name = compose, config_name
+        # A user's config folders take part in every composition, the reference's too.
+        self.searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
+        self._references: dict[tuple, set[str]] = {}
+        # The groups of the command's own defaults list (model, dataset, …). A group added with
+        # `+group=option` (a preset, genlab's `experiment` or a user's) only sets values: its keys
+        # must be known without it.
+        self.groups = set(OmegaConf.to_container(self.job(self.searchpath).hydra.runtime.choices))
+
+    def job(self, overrides: list[str]) -> DictConfig:
+        return self.compose(self.config_name, overrides=overrides, return_hydra_config=True)
+
+    def known_keys(self, job: DictConfig) -> set[str]:
+        """The keys of the config that the job's group choices give on their own."""
+        choices = OmegaConf.to_container(job.hydra.runtime.choices)
+        groups = tuple(sorted(f"{group}={option}" for group, option in choices.items()
+                              if option is not None and not group.startswith("hydra/") and group in self.groups))
+        if groups not in self._references:
+            reference = OmegaConf.to_container(self.compose(self.config_name, overrides=[*self.searchpath, *groups]))
+            self._references[groups] = _keys(reference)
+        return self._references[groups]
+
+    def check_keys(self, job: DictConfig) -> None:
+        plain = OmegaConf.to_container(job)
+        del plain["hydra"]
+        known = self.known_keys(job)
+        unknown = sorted(_keys(plain) - known)
+        if unknown:
+            # The outermost unknown key: its sub-keys are unknown because it is.
+            key = min(unknown, key=lambda k: k.count("."))
+            raise ConfigError(unknown_key(key, known, self.config_name))
+
+
+def unknown_key(key: str, known: set[str], config_name: str) -> str:
+    """The one line for a key genlab does not read, with the closest known key if there is one."""
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    fix = f"did you mean {close[0]}?" if close else f"check the spelling (see `genlab {config_name} --cfg job` for every key)"
+    return f"unknown key {key!r}: {fix}"
+
+
+def _one_line(error: Exception, config_name: str, known: set[str] | None = None) -> str:
     """Hydra's composition errors, cut down to one line with the fix."""
     from hydra.errors import MissingConfigException
 
@@ -69,8 +135,8 @@ def _one_line(error: Exception, config_name: str) -> str:
         return f"{name.replace('/', '=', 1)} is not an option: choose {group}= one of {', '.join(error.options)}"
     cause = error.__cause__
     if "is not in struct" in text or (cause is not None and "not in struct" in str(cause)):
-        key = re.search(r"override '([^']+)'", text)
-        return f"unknown key {key.group(1) if key else ''!r}: check the spelling (see `genlab {config_name} --cfg job` for every key)"
+        found = re.search(r"override '([^']+)'", text)
+        return unknown_key(found.group(1) if found else "", known or set(), config_name)
     return " ".join(text.split())
 
 
@@ -83,19 +149,38 @@ def compose_command(config_name: str, overrides: list[str], multirun: bool) -> t
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    try:
-        jobs = [overrides]
-        if multirun:
-            jobs = [list(job) for chunk in BasicSweeper.split_arguments(parse_overrides(overrides), None) for job in chunk]
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            composed = [compose(config_name, overrides=job, return_hydra_config=True) for job in jobs]
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_one_line(e, config_name)) from None
+    jobs = [overrides]
+    if multirun:
+        jobs = [list(job) for chunk in BasicSweeper.split_arguments(parse_overrides(overrides), None) for job in chunk]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        composer = _Composer(config_name, overrides)
+        composed = []
+        for job in jobs:
+            try:
+                composed.append(composer.job(job))
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(_one_line(e, config_name, _known_without_failing(composer, job, e))) from None
+            composer.check_keys(composed[-1])
     output_dir = _output_dir(composed[0], multirun)  # a sweep's directory is the same for every job
     for cfg in composed:
         with open_dict(cfg):
             del cfg["hydra"]
     return composed, output_dir
+
+
+def _known_without_failing(composer: _Composer, job: list[str], error: Exception) -> set[str]:
+    """The keys a job would have without the override Hydra refused (for a "did you mean")."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    found = re.search(r"override '([^']+)'", str(error))
+    if found is None:
+        return set()
+    kept = [o for o in job if not o.lstrip("+~").startswith(found.group(1) + "=")]
+    try:
+        return composer.known_keys(composer.job(kept))
+    except (HydraException, OmegaConfBaseException):
+        return set()
 
 
 def compose_jobs(config_name: str, overrides: list[str], multirun: bool = False) -> list[DictConfig]:

@@ -46,6 +46,50 @@ def validate_train(cfg: DictConfig) -> None:
     if "momentum" in cfg.optimizer:
         require(cfg, "optimizer.momentum", "number", low=0, high=1)
     validate_eval(cfg, "eval.", "eval.at_end")
+    check_memory(cfg)
+
+
+# A training step holds at least the weights, their gradients and Adam's two moments (4 values per
+# parameter), and the largest activation with its gradient; float32, 4 bytes a value. A run whose
+# lower bound exceeds the device's memory cannot run, so it is refused before any work.
+BYTES_PER_VALUE = 4
+VALUES_PER_PARAMETER = 4
+VALUES_PER_ACTIVATION = 2
+
+
+def device_memory_bytes(device: str) -> int:
+    """Total memory of the device a run trains on: the GPU's, or the machine's RAM."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        index = int(device.partition(":")[2] or 0)
+        return torch.cuda.get_device_properties(index).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """ConfigError when the run's networks cannot fit in the device's memory, or cannot be built at
+    the configured sizes at all (shapes that overflow)."""
+    from genlab.data import image_shape, num_classes
+    from genlab.models import size_estimate
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    sizes = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in
+                      ("model.width", "model.latent_dim", "trainer.batch_size", "dataset.image_size")
+                      if OmegaConf.select(cfg, key) is not None)
+    try:
+        parameters, activation = size_estimate(plain["model"], plain["optimizer"], image_shape(plain["dataset"]),
+                                               num_classes(plain["dataset"]), plain["trainer"]["batch_size"])
+    except (RuntimeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"the networks of model={cfg.model.name} cannot be built at {sizes} "
+                          f"({str(e).splitlines()[0][:120]}): use smaller sizes") from None
+    need = BYTES_PER_VALUE * (VALUES_PER_PARAMETER * parameters + VALUES_PER_ACTIVATION * activation)
+    have = device_memory_bytes(cfg.hardware.device)
+    if need > have:
+        raise ConfigError(f"model={cfg.model.name} at {sizes} needs at least {need / 2**30:,.1f} GiB "
+                          f"({parameters:,} parameters, an activation of {activation:,} values), more than the "
+                          f"{have / 2**30:,.1f} GiB of {cfg.hardware.device if cfg.hardware.device != 'auto' else 'this machine'}: "
+                          "use smaller sizes")
 
 
 def validate_hardware(cfg: DictConfig) -> None:

@@ -84,7 +84,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     ranks = world()
     torch.manual_seed(cfg.seed)
     data = on_device(build_dataset(plain["dataset"], cfg.seed), device)
-    model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
+    try:
+        model = build_model(plain["model"], plain["optimizer"], data.image_shape, data.num_classes, device)
+    except RuntimeError as e:  # torch.OutOfMemoryError included: a size check_memory's lower bound let through
+        if "alloc" not in str(e).lower() and not isinstance(e, torch.OutOfMemoryError):
+            raise
+        raise UserError(f"building model={cfg.model.name} ran out of memory on {device} "
+                        f"({str(e).splitlines()[0][:120]}): use smaller sizes (model.width, trainer.batch_size)") from None
     prepare_nets(model, plain["hardware"], device)
     trainer = LoopSettings(**{k: plain["trainer"][k] for k in LoopSettings.__dataclass_fields__})
     batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic",

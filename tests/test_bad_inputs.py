@@ -30,7 +30,16 @@ CASES = {
     "unknown dataset": ("train dataset=nope", "dataset=nope is not an option"),
     "unknown optimizer": ("train optimizer=nope", "optimizer=nope is not an option: choose optimizer= one of"),
     "unknown hardware": ("train hardware=tpu", "hardware=tpu is not an option: choose hardware= one of"),
-    "unknown key": ("train trainer.max_stepz=3", "unknown key 'trainer.max_stepz'"),
+    "unknown key": ("train trainer.max_stepz=3", "unknown key 'trainer.max_stepz': did you mean trainer.max_steps?"),
+    "unknown key added with +": ("train +trainer.max_stepz=3", "unknown key 'trainer.max_stepz': did you mean trainer.max_steps?"),
+    "unknown key from a user's config file": ("train hydra.searchpath=[file://{base}/conf] +preset=typo",
+                                              "unknown key 'trainer.batchsize': did you mean trainer.batch_size?"),
+    "nan": ("train model.lr=nan", "model.lr=nan is not allowed: expected a finite number > 0"),
+    "-inf": ("train model=gan model.r1_gamma=-inf", "model.r1_gamma=-inf is not allowed: expected a finite number >= 0"),
+    "networks larger than memory": ("train model.width=100000", "model=vae at model.width=100000, model.latent_dim=10, "
+                                    "trainer.batch_size=64, dataset.image_size=32 needs at least 47,698.9 GiB"),
+    "networks whose size overflows": ("train model=gan model.width=1000000000", "the networks of model=gan cannot be built "
+                                      "at model.width=1000000000"),
     "wrong type": ("train trainer.batch_size=abc", "trainer.batch_size='abc' is not allowed: expected an integer >= 1"),
     "out of range": ("train beta=-1", "beta=-1 is not allowed: expected a number >= 0"),
     "unknown choice": ("train trainer.on_nonfinite=ignore", "trainer.on_nonfinite='ignore' is not allowed: choose one of stop, skip"),
@@ -41,7 +50,8 @@ CASES = {
     "force_resume without resume": ("train force_resume=true", "force_resume=true needs resume="),
     "compile not a boolean": ("train hardware.compile=maybe", "hardware.compile='maybe' is not allowed: expected true or false"),
     "ddp without torchrun": ("train hardware=ddp", "hardware=ddp runs in the processes torchrun starts: torchrun --nproc_per_node=N"),
-    "sample: unknown key": ("sample ckpt={base}/run nn=4", "unknown key 'nn'"),
+    "sample: unknown key": ("sample ckpt={base}/run nn=4", "unknown key 'nn': did you mean n?"),
+    "eval: unknown key added with +": ("eval ckpt={base}/run +kk=4", "unknown key 'kk': did you mean k?"),
     "sample: code in the pickle": ("sample ckpt={base}/evil.pt", "evil.pt was refused and not loaded: it would call posix.system"),
     "resume: missing checkpoint": ("train resume={base}/nowhere", "checkpoint not found: {base}/nowhere"),
     "resume: empty checkpoint": ("train resume={base}/empty.pt", "empty.pt is empty (0 bytes)"),
@@ -66,6 +76,8 @@ def outcomes(tmp_path_factory):
     train(compose_jobs("train", overrides, False)[0], base / "run", overrides)
     last = (base / "run" / "checkpoints" / "last.pt").read_bytes()
     (base / "a_file").write_text("not a directory")
+    (base / "conf" / "preset").mkdir(parents=True)
+    (base / "conf" / "preset" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  batchsize: 3\n")
     (base / "empty.pt").touch()
     (base / "truncated.pt").write_bytes(last[: len(last) // 2])
     torch.save({"weights": torch.zeros(3)}, base / "foreign.pt")
@@ -117,6 +129,30 @@ def test_resume_with_nothing_left_to_train(outcomes):
     with pytest.raises(ConfigError, match="is at step 2 and trainer.max_steps=2: nothing to resume; pass trainer.max_steps=N with N > 2"):
         train(compose_jobs("train", [*TINY, "trainer.max_steps=2", f"resume={base}/run"], False)[0], base / "run")
     assert snapshot(base) == outcomes[2]
+
+
+@pytest.mark.parametrize("override", ["seed=1", "model.beta=nan", "beta=inf", "model.gaussian_std=-inf",
+                                      "optimizer.weight_decay=nan", "eval.classifier.dropout=nan", "optimizer.betas=[nan,0.9]"])
+def test_every_float_key_refuses_nan_and_inf(override):
+    cfg = compose_jobs("train", [override], False)[0]
+    if override == "seed=1":  # the control: a good value passes
+        validate_train(cfg)
+        return
+    with pytest.raises(ConfigError, match=f"^{override.split('=')[0].replace('[', '')}=.* is not allowed: expected"):
+        validate_train(cfg)
+
+
+def test_the_allocator_running_out_while_building_is_one_line(tmp_path, monkeypatch):
+    import genlab.models
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 1099511627776 bytes.\nmore lines")
+
+    monkeypatch.setattr(genlab.models, "build_model", out_of_memory)
+    with pytest.raises(UserError, match="^building model=vae ran out of memory on cpu .*DefaultCPUAllocator.*: use smaller sizes"):
+        train(compose_jobs("train", TINY, False)[0], tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

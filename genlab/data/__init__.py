@@ -43,3 +43,8 @@ def num_classes(cfg: dict) -> int:
     if cfg["name"] == "celeba":
         return 2 ** len(cfg["attributes"])
     raise ValueError(f"unknown dataset {cfg['name']!r}")
+
+
+def image_shape(cfg: dict) -> tuple[int, int, int]:
+    """(channels, height, width) of the images the dataset cfg names, without loading it."""
+    return (3 if cfg["name"] == "celeba" else 1, cfg["image_size"], cfg["image_size"])

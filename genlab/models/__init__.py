@@ -36,6 +36,25 @@ def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, dev
     return model_class(model)(model, optimizer, image_shape, num_classes, device)
 
 
+def size_estimate(model: dict, optimizer: dict, image_shape, num_classes: int, batch_size: int) -> tuple[int, int]:
+    """(parameters of the model's networks, values in the largest activation of one decode of a
+    batch), measured on torch's meta device: shapes only, no memory allocated."""
+    largest = [0]
+
+    def record(module, inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            largest[0] = max(largest[0], output.numel())
+
+    with torch.device("meta"):
+        built = build_model(model, optimizer, image_shape, num_classes, torch.device("meta"))
+        nets = [getattr(built, name) for name in built.nets]
+        hooks = [m.register_forward_hook(record) for net in nets for m in net.modules()]
+        built.decode(built.prior(batch_size, None), built.random_labels(batch_size, None))
+        for hook in hooks:
+            hook.remove()
+    return sum(p.numel() for net in nets for p in net.parameters()), largest[0]
+
+
 def migrate_config(config: dict) -> None:
     """Bring a checkpoint's run config up to this genlab's keys, in place (its family's `migrate`)."""
     model = config.get("model")
