@@ -15,6 +15,7 @@ Exit status of `genlab train`: 0 done; 1 a bad input, a NaN/Inf loss or a failed
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import sys
@@ -139,7 +140,6 @@ def _app(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     from genlab.distributed import planned_rank
-    from genlab.training.signals import Interrupted
 
     main = planned_rank(cfg.hardware) == 0  # under hardware=ddp rank 0 writes the record and the log
     if not main:
@@ -148,13 +148,20 @@ def _app(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     task_overrides = list(hydra_cfg.overrides.task)
+    with sweep.job_lock(run_dir) if multirun and main else contextlib.nullcontext():
+        _job(cfg, run_dir, main, multirun, task_overrides, hydra_cfg)
+
+
+def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overrides: list[str], hydra_cfg) -> None:
+    from genlab.training.signals import Interrupted
+
     overrides = sweep.job_overrides(task_overrides)
     if multirun:
         if sweep.is_finished(run_dir, overrides):
             log.info(f"skipped: {run_dir.name} finished in an earlier run of this sweep ({sweep.RECORD_NAME} says ok)")
             return
-        unfinished = run_dir / "checkpoints" / "last.pt"
-        if unfinished.is_file():
+        unfinished = sweep.resume_point(run_dir, cfg.trainer.max_steps)
+        if unfinished is not None:
             log.info(f"resuming {run_dir.name} from {unfinished}")
             cfg.resume = str(unfinished)
         elif main:
@@ -242,6 +249,8 @@ def run(args: list[str]) -> None:
     if not only_inspects(parsed):
         try:
             args = [*args, *_prepare(parsed)]
+            if parsed.multirun:  # held until this process (the launcher) exits
+                args = [*args, *sweep.claim_sweep_dir(parsed.config_name or "train", list(parsed.overrides))]
         except UserError as e:
             sys.exit(f"genlab train: error: {e}")
         if parsed.multirun:
