@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overrides: list[str], hydra_cfg) -> None:
-    from genlab.training.signals import Interrupted
+    from genlab.training.signals import Interrupted, StopSignals
 
     overrides = sweep.job_overrides(task_overrides)
     if multirun:
@@ -185,6 +186,10 @@ def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overri
         raise
     if record:
         record.finish(result["step"], result["metrics"])
+    if multirun and StopSignals.caught is not None:  # it came in the job's final step: the job finished
+        print(f"genlab train: stopped by {signal.Signals(StopSignals.caught).name} after job {run_dir.name} finished; "
+              "re-run the same command to run the other jobs", file=sys.stderr)
+        sys.exit(128 + StopSignals.caught)
 
 
 def _prepare(parsed) -> list[str]:
