@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import re
 from argparse import Namespace
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -140,10 +141,20 @@ def _one_line(error: Exception, config_name: str, known: set[str] | None = None)
     return " ".join(text.split())
 
 
-def compose_command(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[DictConfig], Path | None]:
-    """Compose every job the command line asks for, once each: (the jobs' configs without Hydra's
-    node, the run or sweep directory Hydra will create, or None where it depends on values known
-    only at run time). ConfigError on a bad override."""
+@dataclass
+class Command:
+    """A command line composed: its jobs' configs (without Hydra's node), and the run or sweep
+    directory Hydra will create (None where it depends on values known only at run time), which is
+    named by the clock (`${now:…}`, the default) or not."""
+
+    jobs: list[DictConfig]
+    output_dir: Path | None
+    output_dir_from_clock: bool
+
+
+def compose_command(config_name: str, overrides: list[str], multirun: bool) -> Command:
+    """Compose every job the command line asks for, once each; ConfigError on a bad override or
+    an unknown key."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.errors import HydraException
@@ -161,11 +172,14 @@ def compose_command(config_name: str, overrides: list[str], multirun: bool) -> t
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(_one_line(e, config_name, _known_without_failing(composer, job, e))) from None
             composer.check_keys(composed[-1])
-    output_dir = _output_dir(composed[0], multirun)  # a sweep's directory is the same for every job
+    # A sweep's directory is the same for every job.
+    key = "sweep" if multirun else "run"
+    from_clock = "${now:" in str(OmegaConf.to_container(composed[0].hydra[key], resolve=False)["dir"])
+    output_dir = _output_dir(composed[0], multirun)
     for cfg in composed:
         with open_dict(cfg):
             del cfg["hydra"]
-    return composed, output_dir
+    return Command(composed, output_dir, from_clock)
 
 
 def _known_without_failing(composer: _Composer, job: list[str], error: Exception) -> set[str]:
@@ -185,7 +199,7 @@ def _known_without_failing(composer: _Composer, job: list[str], error: Exception
 
 def compose_jobs(config_name: str, overrides: list[str], multirun: bool = False) -> list[DictConfig]:
     """The config of every job the command line asks for (see compose_command)."""
-    return compose_command(config_name, overrides, multirun)[0]
+    return compose_command(config_name, overrides, multirun).jobs
 
 
 def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:

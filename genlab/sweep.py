@@ -28,11 +28,23 @@ The β-VAE minimises D + β·R, whose optimum touches the achievable R–D front
 dR/dD = −1/β: a larger β buys a lower rate with a higher distortion.
 
 Re-running a sweep into the same `hydra.sweep.dir` skips each job whose record says ok with the
-same overrides; every other job starts again (see `genlab.train._app`).
+same overrides; every other job continues from its checkpoints/last.pt, or starts again when it has
+none or that checkpoint is already at trainer.max_steps (killed after its last checkpoint, before
+its record said ok: the final log window's means, which the record holds, are not in a checkpoint)
+(see `genlab.train._app`).
+
+One sweep directory, one launcher: the launcher holds an exclusive lock on
+<sweep dir>/.genlab-sweep.lock (flock) for its lifetime, so a second launch of the same sweep stops
+in one line, and the kernel releases the lock when the launcher dies, kill -9 included. A sweep
+directory named by the time (Hydra's default) is claimed by creating it: two launches in the same
+second get `<time>` and `<time>-2`, never one directory. Each job holds <job dir>/.genlab-job.lock
+while it runs: a job that outlives a killed launcher (a joblib worker, a Slurm job) makes the same
+job of a re-run wait for it, so no job runs in two processes at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -45,11 +57,16 @@ import sys
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks
+    fcntl = None
+
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genlab.errors import UserError
-from genlab.files import write_text_atomically
+from genlab.files import write_atomically, write_text_atomically
 
 RECORD_NAME = "result.json"
 PLOT_NAME = "rate_distortion.png"
@@ -57,6 +74,8 @@ STATUSES = ("running", "ok", "failed")
 # What a job leaves in its run directory besides .hydra/ and its log: cleared before a restart.
 ATTEMPT_OUTPUTS = ("checkpoints", "samples", RECORD_NAME, "events.out.tfevents.*")
 MAX_DIRNAME_BYTES = 200  # below NAME_MAX (255) with room for a hash suffix
+SWEEP_LOCK = ".genlab-sweep.lock"  # in the sweep directory, held by its launcher
+JOB_LOCK = ".genlab-job.lock"  # in a job's directory, held while the job runs
 
 
 # --------------------------------------------------------------------------- job directories
@@ -155,6 +174,23 @@ def is_finished(run_dir: Path, overrides: dict) -> bool:
     return record is not None and record["status"] == "ok" and record["overrides"] == overrides
 
 
+def resume_point(run_dir: Path, max_steps: int) -> Path | None:
+    """The checkpoint an unfinished job continues from: its checkpoints/last.pt when that is
+    before step `max_steps`. None (start again) when there is none, or when it is already at
+    max_steps: the job was killed after its final checkpoint, and the means of the final log window
+    that its record holds are not in the checkpoint, so only a new attempt gives the same record."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return None
+    import torch
+
+    try:  # mmap: the step without reading the weights
+        step = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("step")
+    except Exception:  # unreadable: resuming names the problem in the job's record
+        return last
+    return last if not isinstance(step, int) or step < max_steps else None
+
+
 def clear_attempt(run_dir: Path) -> None:
     """Remove what an earlier attempt of a job wrote, so that a restart starts clean."""
     for pattern in ATTEMPT_OUTPUTS:
@@ -200,6 +236,114 @@ class JobRecord:
 
     def _write(self) -> None:
         write_text_atomically(self.run_dir / RECORD_NAME, json.dumps(self.record, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- locks
+
+
+class SweepRunning(UserError):
+    """The sweep directory is held by another launcher."""
+
+
+_held: list[int] = []  # lock file descriptors this process keeps until it exits
+
+
+def _lock(path: Path, wait: bool) -> int | None:
+    """An exclusive flock on `path` (created if missing), its holder's pid written in it; None
+    when another process holds it and not `wait`. The lock lasts until the descriptor is closed,
+    which the kernel does when the process dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _holder(path: Path) -> str:
+    """" (pid N)" of the process that wrote its pid into the lock file `path`, when readable."""
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def claim_sweep_dir(root: Path | None, from_clock: bool) -> list[str]:
+    """Lock the sweep directory `root` (None: known only at run time, Hydra reports it), for this
+    process's life (the launcher's); return the overrides that pin it.
+
+    A directory named by the time (`from_clock`: `${now:…}` in hydra.sweep.dir, the default) is
+    claimed by creating it: when it exists (another launch in the same second) the next of
+    `<dir>-2`, `<dir>-3`, … is taken, and pinned with a hydra.sweep.dir override. Any other
+    directory is the user's to re-run into: SweepRunning when another launcher holds it."""
+    from genlab.training.checkpoint import hydra_value
+
+    if root is None:
+        return []
+    try:
+        if not from_clock:
+            root.mkdir(parents=True, exist_ok=True)
+            fd = _lock(root / SWEEP_LOCK, wait=False)
+            if fd is None:
+                raise SweepRunning(f"sweep {root} is already running{_holder(root / SWEEP_LOCK)}: wait for it to end, "
+                                   "or choose another hydra.sweep.dir")
+            _held.append(fd)
+            return []
+        for n in range(1, 1000):
+            claimed = root if n == 1 else root.with_name(f"{root.name}-{n}")
+            try:
+                claimed.mkdir(parents=True)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise SweepRunning(f"{root} and 998 numbered siblings already exist: choose another hydra.sweep.dir")
+        fd = _lock(claimed / SWEEP_LOCK, wait=True)  # new and ours: free at once
+    except OSError as e:
+        raise UserError(f"cannot create the sweep directory {root} ({e.strerror or e}): choose another hydra.sweep.dir") from None
+    _held.append(fd)
+    return [f"hydra.sweep.dir={hydra_value(str(claimed))}"]
+
+
+@contextlib.contextmanager
+def job_lock(run_dir: Path):
+    """Hold the job's lock while it runs. A job that outlived its launcher (a joblib worker, a
+    Slurm job) still holds it: wait until it has finished or died, then go on as usual (skip the
+    finished job, or resume it)."""
+    path = run_dir / JOB_LOCK
+    fd = _lock(path, wait=False)
+    if fd is None:
+        # stderr, not the log: the other process still writes the job's train.log.
+        print(f"genlab train: job {run_dir.name} is still running in another process{_holder(path)}: waiting for it",
+              file=sys.stderr, flush=True)
+        fd = _lock(path, wait=True)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def sweep_running(root: Path) -> str | None:
+    """" (pid N)" (or "") when a launcher holds the sweep directory `root`; None when none does."""
+    path = root / SWEEP_LOCK
+    if fcntl is None or not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(path)
+    finally:
+        os.close(fd)
+    return None
 
 
 # --------------------------------------------------------------------------- TensorBoard
@@ -406,15 +550,21 @@ def rate_distortion_png(records: list[dict]) -> bytes | None:
     return out.getvalue()
 
 
-def summarize(root: Path, console=None) -> list[dict]:
+def summarize(root: Path, console=None, running: str | None = None) -> list[dict]:
     """Write the summary files and TensorBoard events of the sweep directory `root` from its job
-    records, print the table, and return the records."""
+    records, print the table, and return the records. `running` (" (pid N)"): a launcher holds the
+    sweep, so only the table is printed; its launcher writes the files when the sweep ends."""
     from rich.console import Console
 
     # Off a terminal (a log file, a cluster job) the table keeps its natural width.
     console = console or Console(width=None if sys.stdout.isatty() else 1000)
     records = load_records(root)
     metric_names = _union(r["metrics"] for r in records)
+    if running is not None:
+        console.print(_table(root, records, metric_names))
+        console.print(f"{root} is still running{running}: summary files not written; its launcher writes them when "
+                      "it ends", markup=False, highlight=False, soft_wrap=True)
+        return records
     write_text_atomically(root / "summary.csv", _csv(records, metric_names))
     write_text_atomically(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
     notes = [f"summary: {root / 'summary.csv'}, {root / 'summary.json'}"]
@@ -424,7 +574,7 @@ def summarize(root: Path, console=None) -> list[dict]:
         png = None
         notes.append("rate–distortion plot skipped: matplotlib is not installed (pip install 'genlab[plots]')")
     if png is not None:
-        (root / PLOT_NAME).write_bytes(png)
+        write_atomically(root / PLOT_NAME, lambda f: f.write(png))
         notes.append(f"rate–distortion plot: {root / PLOT_NAME}")
     _write_sweep_events(root, records, metric_names, png)
     console.print(_table(root, records, metric_names))
@@ -453,6 +603,7 @@ USAGE = """usage: genlab summarize PATH
 
 Rebuild the summary of a sweep directory from its jobs' result.json files: summary.csv,
 summary.json, rate_distortion.png and the sweep's TensorBoard event file; print the table.
+While the sweep is still running only the table is printed (its launcher writes the files).
   genlab summarize outputs/multirun/<date>/<time>"""
 
 
@@ -463,7 +614,8 @@ def run(args: list[str]) -> None:
         return
     if len(args) != 1:
         sys.exit("genlab summarize: error: expected one PATH, the sweep directory: genlab summarize outputs/multirun/<date>/<time>")
+    root = Path(args[0])
     try:
-        summarize(Path(args[0]))
+        summarize(root, running=sweep_running(root) if root.is_dir() else None)
     except UserError as e:
         sys.exit(f"genlab summarize: error: {e}")

@@ -15,8 +15,10 @@ Exit status of `genlab train`: 0 done; 1 a bad input, a NaN/Inf loss or a failed
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -146,7 +148,6 @@ def _app(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     from genlab.distributed import planned_rank
-    from genlab.training.signals import Interrupted
 
     main = planned_rank(cfg.hardware) == 0  # under hardware=ddp rank 0 writes the record and the log
     if not main:
@@ -155,13 +156,20 @@ def _app(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     task_overrides = list(hydra_cfg.overrides.task)
+    with sweep.job_lock(run_dir) if multirun and main else contextlib.nullcontext():
+        _job(cfg, run_dir, main, multirun, task_overrides, hydra_cfg)
+
+
+def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overrides: list[str], hydra_cfg) -> None:
+    from genlab.training.signals import Interrupted, StopSignals
+
     overrides = sweep.job_overrides(task_overrides)
     if multirun:
         if sweep.is_finished(run_dir, overrides):
             log.info(f"skipped: {run_dir.name} finished in an earlier run of this sweep ({sweep.RECORD_NAME} says ok)")
             return
-        unfinished = run_dir / "checkpoints" / "last.pt"
-        if unfinished.is_file():
+        unfinished = sweep.resume_point(run_dir, cfg.trainer.max_steps)
+        if unfinished is not None:
             log.info(f"resuming {run_dir.name} from {unfinished}")
             cfg.resume = str(unfinished)
         elif main:
@@ -187,11 +195,15 @@ def _app(cfg: DictConfig) -> None:
         raise
     if record:
         record.finish(result["step"], result["metrics"])
+    if multirun and StopSignals.caught is not None:  # it came in the job's final step: the job finished
+        print(f"genlab train: stopped by {signal.Signals(StopSignals.caught).name} after job {run_dir.name} finished; "
+              "re-run the same command to run the other jobs", file=sys.stderr)
+        sys.exit(128 + StopSignals.caught)
 
 
 def _prepare(parsed) -> list[str]:
     """Check every job of the command line before Hydra creates a directory; return the overrides
-    a resume adds (the stored ones, and the run's own directory)."""
+    a resume adds (the stored ones, and the run's own directory), and lock a sweep's directory."""
     from genlab.resume import check_resume, continued_overrides, resume_target
     from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
 
@@ -204,13 +216,16 @@ def _prepare(parsed) -> list[str]:
         source = resolve(target)
         resume = load_checkpoint(source)
         added = continued_overrides(resume.get("overrides", []), overrides, run_dir_of(source))
-    jobs, output_dir = compose_command(config_name, overrides + added, parsed.multirun)
-    check_output_dir(output_dir, parsed.multirun, fresh=resume is None)
-    for cfg in jobs:
+    command = compose_command(config_name, overrides + added, parsed.multirun)
+    check_output_dir(command.output_dir, parsed.multirun, fresh=resume is None)
+    for cfg in command.jobs:
         validate_train(cfg)
         if resume is not None:
             check_resume(resume, source, OmegaConf.to_container(cfg, resolve=True))
-    return added + _processes(jobs, output_dir, parsed.multirun)
+    added += _processes(command.jobs, command.output_dir, parsed.multirun)
+    if parsed.multirun:  # held until this process (the launcher) exits
+        added += sweep.claim_sweep_dir(command.output_dir, command.output_dir_from_clock)
+    return added
 
 
 def _processes(jobs: list[DictConfig], output_dir: Path | None, multirun: bool) -> list[str]:

@@ -17,13 +17,16 @@ class StopSignals:
     """Within `with StopSignals() as stop:`, `stop.received` is the first SIGINT/SIGTERM caught."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # The last signal any `with` block caught, also one that came in a run's final step, which the
+    # run does not stop for (it has finished): a sweep then stops before its next job.
+    caught: int | None = None
 
     def __init__(self):
         self.received: int | None = None
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
-        self.received = signum
+        self.received = StopSignals.caught = signum
         self._restore()
 
     def _restore(self) -> None:
