@@ -113,7 +113,7 @@ def validate_hardware(cfg: DictConfig) -> None:
                           "takes the GPU of its local rank; use hardware.device=cuda (or auto)")
 
 
-METRICS = ("nll", "fid", "kid", "pr", "accuracy", "mig", "inception_fid")
+METRICS = ("nll", "fid", "kid", "pr", "accuracy", "mig", "shapes", "inception_fid")
 
 
 def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:

@@ -9,6 +9,8 @@
     accuracy       cgan: how often the classifier recognises a sample of class c as c, on n // C
                    samples per class, per class and overall
     mig            VAE on shapes: MIG of the mean representation (genlab/metrics/disentanglement.py)
+    shapes         any model on shapes: which shape each sample draws, by its nearest real image
+                   (genlab/metrics/shapes.py): per class row, or the share of each shape
     inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py)
 
 The work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
@@ -42,6 +44,8 @@ def print_table(result: dict) -> None:
         "pr": lambda m: [("precision", m["precision"], m["noise_floor_precision"]), ("recall", m["recall"], m["noise_floor_recall"])],
         "accuracy": lambda m: [("class accuracy", m["accuracy"], None)],
         "mig": lambda m: [("MIG", m["mig"], None)],
+        "shapes": lambda m: [(f"{name} {'row draws it' if 'own_shape' in m else 'share'}", value, None)
+                             for name, value in m.get("own_shape", m.get("share", {})).items()],
         "inception_fid": lambda m: [("Inception FID", m["inception_fid"], None)],
     }
     settings = {
@@ -51,6 +55,7 @@ def print_table(result: dict) -> None:
         "pr": lambda m: f"k={m['k']}, n={m['n']}",
         "accuracy": lambda m: f"{m['per_class_n']} per class: " + " ".join(f"{a:.2f}" for a in m["per_class"]),
         "mig": lambda m: f"{m['points']} points, {m['bins']} bins",
+        "shapes": lambda m: f"n={m['n']}, nearest of 737,280 real images; mean dist² {m['mean_dist_sq']:.2f}",
         "inception_fid": lambda m: f"n={m['n']} vs n test; {m['weights']}",
     }
     fmt = lambda v: "" if v is None else v if isinstance(v, str) else f"{v:.4g}"  # noqa: E731

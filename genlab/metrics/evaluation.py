@@ -25,17 +25,23 @@ from genlab.images import to_uint8
 log = logging.getLogger("genlab")
 
 FACTOR_DATASETS = ("shapes",)  # datasets with ground-truth factors of variation (for mig)
-DATASET_METRICS = {"mig": FACTOR_DATASETS}  # metrics that also need a kind of dataset
+DATASET_METRICS = {"mig": FACTOR_DATASETS, "shapes": FACTOR_DATASETS}  # metrics that also need a kind of dataset
+ANY_MODEL_METRICS = ("shapes", "inception_fid")  # need only the model's images
+NOT_AUTO = ("shapes", "inception_fid")  # minutes each: asked for by name
+
+
+def _fits(metric: str, model) -> bool:
+    return metric in model.metrics or metric in ANY_MODEL_METRICS
 
 
 def applicable(model, dataset: str) -> list[str]:
-    """The metrics `metrics=auto` runs for a model on a dataset (all that fit but inception_fid)."""
-    return [m for m in METRICS if m != "inception_fid" and m in model.metrics and dataset in DATASET_METRICS.get(m, (dataset,))]
+    """The metrics `metrics=auto` runs for a model on a dataset (all that fit but NOT_AUTO)."""
+    return [m for m in METRICS if m not in NOT_AUTO and _fits(m, model) and dataset in DATASET_METRICS.get(m, (dataset,))]
 
 
 def check_fits(metrics: list[str], model, dataset: str) -> None:
     for metric in metrics:
-        if metric not in model.metrics and metric != "inception_fid":
+        if not _fits(metric, model):
             raise UserError(f"metric {metric} does not fit the checkpoint's {model.kind} (it fits "
                             f"{', '.join(m for m in METRICS if m in model.metrics)}): drop it from metrics= "
                             f"(metrics=auto picks what fits: {', '.join(applicable(model, dataset))})")
@@ -229,6 +235,14 @@ class Evaluation:
         return {"mig": result["mig"], "per_factor": dict(zip(FACTOR_NAMES, result["per_factor"])), "points": MIG_POINTS,
                 "bins": MIG_BINS, "representation": "encoder mean", "seed": self.settings["seed"]}
 
+    def shapes(self) -> dict:
+        from genlab.metrics.shapes import shape_shares
+
+        classes = self.model.num_classes
+        labels = torch.arange(classes).repeat_interleave(self.n // classes) if classes else None
+        images = self.generated(labels)
+        return {**shape_shares(images.float().div(255), labels), "n": len(images), "seed": self.settings["seed"]}
+
     def inception_fid(self) -> dict:
         from genlab.metrics.classifier import image_settings
         from genlab.metrics.inception import PREPROCESSING, find_weights, inception_fid, make_metric, real_stats_path, weights_id
@@ -252,7 +266,8 @@ SUMMARY = [("neg_elbo_nats", "nll", "neg_elbo_nats"), ("iwae_nll_nats", "nll", "
            ("kid", "kid", "kid"), ("kid_noise_floor", "kid", "noise_floor"),
            ("precision", "pr", "precision"), ("recall", "pr", "recall"),
            ("precision_noise_floor", "pr", "noise_floor_precision"), ("recall_noise_floor", "pr", "noise_floor_recall"),
-           ("accuracy", "accuracy", "accuracy"), ("mig", "mig", "mig"), ("inception_fid", "inception_fid", "inception_fid")]
+           ("accuracy", "accuracy", "accuracy"), ("mig", "mig", "mig"), ("shapes_min_own", "shapes", "min_own_shape"), ("shapes_min_share", "shapes", "min_share"),
+           ("inception_fid", "inception_fid", "inception_fid")]
 
 
 def eval_path(ckpt: Path) -> Path:
@@ -282,7 +297,7 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
         results[name] = {**getattr(run, name)(), "wall_s": round(time.perf_counter() - start, 1)}
     merged = {**kept, **results}
     content = {"ckpt": str(ckpt.resolve()), "step": state["step"], "model": run.model_name, "dataset": run.dataset["name"],
-               "summary": {name: merged[metric][key] for name, metric, key in SUMMARY if metric in merged},
+               "summary": {name: merged[metric][key] for name, metric, key in SUMMARY if key in merged.get(metric, {})},
                "metrics": merged}
     write_text_atomically(path, json.dumps(content, indent=2) + "\n")
     return {**content, "path": str(path), "computed": names}
