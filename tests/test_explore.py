@@ -163,7 +163,7 @@ def browser():
         (pytest.fail if os.environ.get("CI") else pytest.skip)(f"the browser test needs {missing}")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1180,980"):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -209,3 +209,48 @@ def test_headless_chromium_sees_the_image_change_when_a_slider_moves(servers, na
         assert driver.execute_script("return document.getElementById('error').textContent") == ""
     finally:
         driver.quit()
+
+
+def tiny_model(name: str):
+    from omegaconf import OmegaConf
+
+    from genlab.models import build_model
+
+    cfg = OmegaConf.to_container(compose_jobs("train", [*TINY, f"model={name}"])[0], resolve=True)
+    model = build_model(cfg["model"], cfg["optimizer"], (1, 16, 16), 3, torch.device("cpu"))
+    model.train(False)
+    return model
+
+
+def test_directions_find_the_latent_the_networks_use_most():
+    # VAE: make μ_5 vary most over the images, so its KL term is the largest.
+    vae = tiny_model("vae")
+    with torch.no_grad():
+        vae.encoder.head.weight[5] *= 50
+    x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    vectors, names = vae.directions(4, torch.Generator().manual_seed(0), x)
+    assert vectors.shape == (4, vae.latent_dim) and vectors[0].argmax() == 5 and vectors[0].sum() == 1
+    kls = [float(n.split("KL ")[1].split()[0]) for n in names]
+    assert kls == sorted(kls, reverse=True) and kls[0] > 10 * kls[1]
+
+    # GAN: scale the weights that read z_3 in the first layer; its activations then vary most along z_3.
+    gan = tiny_model("gan")
+    with torch.no_grad():
+        gan.generator_ema.net.head.weight[:, 3] *= 10
+    vectors, names = gan.directions(5, torch.Generator().manual_seed(0))
+    assert vectors.shape == (5, gan.latent_dim) and names[0].startswith("PC0")
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(5))
+    assert vectors[0, 3].abs() > 0.95
+    # the base contract: raw coordinates
+    base, _ = super(type(gan), gan).directions(3, torch.Generator())
+    torch.testing.assert_close(base, torch.eye(gan.latent_dim)[:3])
+
+
+def test_sample_latent_refuses_a_wrong_latent(servers, tmp_path):
+    from genlab.errors import UserError
+
+    _, ckpt = servers["vae"]
+    for latent, words in (([1.0, 2.0], "latent= has 2 numbers"), ("abc", "expected a list of finite numbers"),
+                          ([float("nan")] * 10, "expected a list of finite numbers")):
+        with pytest.raises(UserError, match=words):
+            sample(str(ckpt), 1, 0, str(tmp_path / "x.png"), mode="grid", steps=8, label=None, latent=latent)

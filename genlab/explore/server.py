@@ -249,6 +249,9 @@ class Handler(BaseHTTPRequestHandler):
 
     server: ExploreServer
     protocol_version = "HTTP/1.1"  # keep-alive: the page's requests reuse one connection
+    # Headers and body go out in two writes; with Nagle's algorithm the body waits for the
+    # browser's delayed ACK of the headers (40 ms here: 17 updates/s instead of 60+).
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args) -> None:  # quiet: the terminal shows the URL only
         pass
@@ -326,6 +329,12 @@ class ExploreServer(ThreadingHTTPServer):
             self.loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             self.loopback = host == "localhost"
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a browser that closed its tab is no error
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
