@@ -254,3 +254,9 @@ def test_sample_latent_refuses_a_wrong_latent(servers, tmp_path):
                           ([float("nan")] * 10, "expected a list of finite numbers")):
         with pytest.raises(UserError, match=words):
             sample(str(ckpt), 1, 0, str(tmp_path / "x.png"), mode="grid", steps=8, label=None, latent=latent)
+
+
+def test_a_latent_may_hold_more_numbers_than_a_request_holds_images():
+    explorer = object.__new__(Explorer)  # only the checks: an image-shaped prior of 2×16×16 numbers
+    explorer.size, explorer.model = 512, tiny_model("vae")
+    assert explorer._latents([[0.5] * 512] * 2, "latents").shape == (2, 512)

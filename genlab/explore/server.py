@@ -192,9 +192,9 @@ class Explorer:
         return value
 
     @staticmethod
-    def _numbers(values, name: str, low: float, high: float) -> list[float]:
-        if not isinstance(values, list) or not 1 <= len(values) <= MAX_IMAGES:
-            raise BadRequest(f"{name} must be a list of 1..{MAX_IMAGES} numbers")
+    def _numbers(values, name: str, low: float, high: float, count: int = MAX_IMAGES) -> list[float]:
+        if not isinstance(values, list) or not 1 <= len(values) <= count:
+            raise BadRequest(f"{name} must be a list of 1..{count} numbers")
         for v in values:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not low <= v <= high:
                 raise BadRequest(f"{name} holds {json.dumps(v)}: expected finite numbers in [{low:g}, {high:g}]")
@@ -207,7 +207,7 @@ class Explorer:
             if not isinstance(row, list) or len(row) != self.size:
                 got = f"{len(row)} numbers" if isinstance(row, list) else json.dumps(row)[:40]
                 raise BadRequest(f"{name}: a latent of this {self.model.kind} is a list of {self.size} numbers, got {got}")
-            self._numbers(row, name, -MAX_ABS, MAX_ABS)
+            self._numbers(row, name, -MAX_ABS, MAX_ABS, self.size)
         return torch.tensor(rows, dtype=torch.float32)
 
     def _labels(self, labels, count: int) -> torch.Tensor | None:
