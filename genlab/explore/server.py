@@ -85,7 +85,7 @@ class Explorer:
         self.shape = self.model.prior(1, torch.Generator().manual_seed(0)).shape[1:]
         self.size = math.prod(self.shape)
         self.lock = threading.Lock()
-        dataset = dict(state["config"]["dataset"])
+        dataset = {**state["config"]["dataset"], "download": False}  # the page works offline; it reads what is here
         if data_root is not None and "root" in dataset:
             dataset["root"] = data_root
         self.real, self.real_note = self._real_images(dataset)
@@ -105,13 +105,13 @@ class Explorer:
             count = min(ACTIVITY_IMAGES, test.num_images)
             return test.images(torch.arange(count)).float().div(255), f"the first {count} test images of {dataset['name']}"
         except (UserError, OSError) as e:
-            return None, f"no dataset images ({e})"
+            return None, f"no dataset images ({str(e).split(';')[0]})"
 
     def _directions(self, log) -> tuple[torch.Tensor, list[str]]:
-        """model.directions, cached beside the checkpoint (keyed by the checkpoint's bytes)."""
+        """model.directions, cached beside the checkpoint, keyed by its bytes and the images used."""
         from genlab.files import write_atomically
 
-        key = hashlib.sha256(self.ckpt.read_bytes()).hexdigest()
+        key = hashlib.sha256(self.ckpt.read_bytes() + self.real_note.encode()).hexdigest()  # weights and images
         cache = self.ckpt.with_name(self.ckpt.stem + ".explore.pt")
         try:
             saved = torch.load(cache, weights_only=True)
