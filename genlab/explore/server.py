@@ -44,7 +44,7 @@ from genlab.sample import slerp
 MAX_BODY_BYTES = 1 << 20
 MAX_IMAGES = 64  # per request: a 4×4 neighbour strip, a class row, a batch of pins
 MAX_ABS = 10.0  # |latent value|; the prior is N(0, 1), sliders span ±3
-DIRECTIONS = 10  # sliders along model.directions
+DIRECTIONS = 64  # sliders along model.directions (the page shows the first 10, the rest folded)
 REAL_IMAGES = 32  # test images offered to "start from a real image"
 ACTIVITY_IMAGES = 1000  # test images the VAE's activity per dimension is measured on
 DIRECTION_SEED = 0
@@ -248,6 +248,7 @@ class Handler(BaseHTTPRequestHandler):
     """Routes requests to the server's Explorer; every answer is JSON except the page."""
 
     server: ExploreServer
+    timeout = 60  # seconds a connection may stall mid-request (an idle browser just reconnects)
     protocol_version = "HTTP/1.1"  # keep-alive: the page's requests reuse one connection
     # Headers and body go out in two writes; with Nagle's algorithm the body waits for the
     # browser's delayed ACK of the headers (40 ms here: 17 updates/s instead of 60+).
