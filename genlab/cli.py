@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS = {
     "train": ("genlab.train", "train a model (Hydra overrides; -m for a sweep)"),
     "sample": ("genlab.sample", "write a PNG grid of samples from a checkpoint"),
+    "explore": ("genlab.explore", "a local web page that generates from a checkpoint as you drag sliders"),
     "eval": ("genlab.eval", "metrics of a checkpoint (FID, KID, precision/recall, NLL, …) → table + eval.json"),
     "summarize": ("genlab.sweep", "rebuild a sweep directory's summary (table, csv, json, plot)"),
 }
@@ -31,6 +32,7 @@ examples:
   genlab train model=cgan model.loss=hinge
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64
   genlab sample ckpt=… mode=interpolate      also: label=K (cgan), mode=traverse (vae)
+  genlab explore ckpt=outputs/<date>/<time>/checkpoints/last.pt      prints the URL of the page
   genlab eval ckpt=outputs/<date>/<time>/checkpoints/last.pt metrics=[fid,kid,pr] n=10000
   genlab train --help            Hydra's help for a command: config groups and keys
   genlab train --cfg job         print the composed config

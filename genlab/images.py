@@ -48,13 +48,22 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
-def write_png(image: torch.Tensor, path: Path) -> None:
-    """One image (C, H, W) in [0, 1], C = 1 or 3, as an 8-bit PNG, written atomically."""
+def png_bytes(image: torch.Tensor) -> bytes:
+    """One image (C, H, W) in [0, 1], C = 1 or 3, as the bytes of an 8-bit PNG."""
+    import io
+
     from PIL import Image
 
     pixels = to_uint8(image.cpu()).permute(1, 2, 0).numpy()
-    picture = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    write_atomically(path, lambda f: picture.save(f, format="PNG"))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """One image (C, H, W) in [0, 1], C = 1 or 3, as an 8-bit PNG, written atomically."""
+    data = png_bytes(image)
+    write_atomically(path, lambda f: f.write(data))
 
 
 def write_npz(chunks: Iterable[torch.Tensor], count: int, image_shape, path: Path) -> None:

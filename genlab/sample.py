@@ -16,6 +16,12 @@ Modes (latents come from the model's prior, drawn on the CPU from a generator se
                  dimension swept over [−3, 3] in `steps` steps while the others stay at one draw
                  from the prior (the latent-traversal figure of β-VAE, Higgins et al. 2017)
 
+`latent=[…]` (mode=grid) decodes that one latent, its numbers in the order of the prior's flattened
+latent, instead of drawing from the prior (n and seed are not used); a conditional model shows it
+in class `label=K`, or in every class (a column of the class grid). `genlab explore` prints this
+command for the image it shows, with the latent's float32 values written so that they read back
+exactly.
+
 Output. Up to GRID_MAX images go to a PNG grid by default; more (`genlab sample n=10000`, e.g. for a
 Fréchet distance) go to a NumPy archive `.npz` holding `images`, uint8 N×H×W×C in generation
 order: a grid of thousands of images is too large to look at, and metrics want the pixels.
@@ -34,7 +40,7 @@ import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genlab.checks import ConfigError
 from genlab.compose import config_dir
@@ -45,11 +51,17 @@ FORMATS = (".png", ".npz")
 GRID_MAX = 1024  # images in a PNG grid (32×32); more go to an .npz
 
 
-def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, seed: int) -> Path:
-    """<run dir>/samples/sample_n64_seed0.png, interpolate_label2_n64_steps8_seed0.png, sample_n10000_seed0.npz, …"""
+def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, seed: int, latent=None) -> Path:
+    """<run dir>/samples/sample_n64_seed0.png, interpolate_label2_n64_steps8_seed0.png, sample_n10000_seed0.npz,
+    latent_label2_<8 hex digits of the latent's hash>.png, …"""
+    import hashlib
+
     from genlab.training.checkpoint import run_dir_of
 
     run_dir = run_dir_of(ckpt)
+    if latent is not None:
+        digest = hashlib.sha256(repr(list(latent)).encode()).hexdigest()[:8]
+        return run_dir / "samples" / ("_".join(filter(None, ["latent", f"label{label}" if label is not None else "", digest])) + ".png")
     parts = ["sample" if mode == "grid" else mode, f"label{label}" if label is not None else "",
              f"n{n}" if mode != "traverse" else "", f"steps{steps}" if mode != "grid" else "", f"seed{seed}"]
     suffix = ".npz" if mode != "traverse" and n > GRID_MAX else ".png"
@@ -99,9 +111,10 @@ def generate(model, z, labels, batch_size: int | None):
         yield model.decode(chunk, None if labels is None else labels[start : start + step])
 
 
-def latents(model, mode: str, n: int, steps: int, label: int | None, generator):
+def latents(model, mode: str, n: int, steps: int, label: int | None, generator, latent=None):
     """The latents, labels (None for unconditional models) and images per row of what `genlab
-    sample` writes; UserError if the mode does not fit the model."""
+    sample` writes; UserError if the mode does not fit the model. latent: a list of numbers, the
+    one latent to decode (mode=grid), instead of draws from the prior."""
     import torch
 
     classes = model.num_classes
@@ -111,6 +124,15 @@ def latents(model, mode: str, n: int, steps: int, label: int | None, generator):
     if label is not None and not 0 <= label < classes:
         raise UserError(f"label={label} is out of range: this {model.kind} has {classes} classes, "
                         f"choose label=0..{classes - 1}")
+    if latent is not None:
+        shape = model.prior(1, torch.Generator().manual_seed(0)).shape[1:]
+        if mode != "grid" or len(latent) != math.prod(shape):
+            raise UserError(f"latent= has {len(latent)} numbers with mode={mode}: this {model.kind} decodes one latent of "
+                            f"{math.prod(shape)} numbers with mode=grid")
+        z = torch.tensor(latent, dtype=torch.float32).view(1, *shape)
+        if classes and label is None:
+            return z.repeat(classes, *[1] * len(shape)), torch.arange(classes), 1
+        return z, None if label is None else torch.full((1,), label), 1
     if mode == "grid":
         if classes and label is None:
             columns = max(1, n // classes)
@@ -133,11 +155,12 @@ def latents(model, mode: str, n: int, steps: int, label: int | None, generator):
     return model.traversal(steps, generator), None, steps
 
 
-def render(model, mode: str, n: int, steps: int, label: int | None, generator, batch_size: int | None = None):
+def render(model, mode: str, n: int, steps: int, label: int | None, generator, batch_size: int | None = None,
+           latent=None):
     """The images (in [0, 1]) and images per row that `genlab sample` writes; UserError if the mode does not fit."""
     import torch
 
-    z, labels, per_row = latents(model, mode, n, steps, label, generator)
+    z, labels, per_row = latents(model, mode, n, steps, label, generator, latent)
     return torch.cat(list(generate(model, z, labels, batch_size))), per_row
 
 
@@ -164,10 +187,12 @@ class Rate:
 
 
 def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None,
-           batch_size: int | None = None) -> Path:
+           batch_size: int | None = None, latent=None) -> Path:
     """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
-    images per forward pass (None: all at once)."""
+    images per forward pass (None: all at once); latent: one latent to decode, a list of numbers."""
     import torch
+
+    from genlab.checks import is_number
 
     from genlab import images
     from genlab.training.checkpoint import resolve
@@ -179,8 +204,11 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
     for key, value, low in integers:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{key}={value!r} is not allowed: expected an integer >= {low}")
+    if latent is not None and (isinstance(latent, (str, bytes)) or not hasattr(latent, "__len__")
+                               or not latent or not all(map(is_number, latent))):
+        raise ConfigError(f"latent={latent!r} is not allowed: expected a list of finite numbers, e.g. latent=[0.5,-1.2,0.03]")
     ckpt_path = resolve(ckpt)  # a run directory means its checkpoints/last.pt
-    out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed)
+    out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent)
     suffix = out_path.suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"out={out} is not allowed: name it *.png (a grid) or *.npz (every image as uint8)")
@@ -188,7 +216,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
         raise ConfigError(f"out={out} with n={n} is not allowed: a PNG grid holds at most {GRID_MAX} images; "
                           f"write all {n} with out=<name>.npz, or pass n<={GRID_MAX}")
     model = load_model(ckpt_path)
-    z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed))
+    z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed), latent)
     rate = Rate(generate(model, z, labels, batch_size))
     if suffix == ".png":
         picture = images.grid(torch.cat(list(rate)), per_row)
@@ -206,7 +234,9 @@ def _app(cfg: DictConfig) -> None:
 
     try:
         path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
-                      batch_size=cfg.batch_size)
+                      batch_size=cfg.batch_size,
+                      latent=None if cfg.latent is None else OmegaConf.to_container(cfg.latent)
+                      if OmegaConf.is_list(cfg.latent) else cfg.latent)
     except MissingMandatoryValue:
         sys.exit("genlab sample: error: ckpt is required: genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
     except UserError as e:

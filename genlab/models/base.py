@@ -18,6 +18,9 @@ What a family provides:
                       labels y when num_classes is set); no gradient
     encode(x)         images → latent codes (the posterior mean); only families with an encoder
     traversal(s, g)   latents of a latent-traversal figure; only families with independent latents
+    directions(k, g, x)  up to k unit directions in latent space worth a slider in `genlab explore`,
+                      most telling first, with a name each (x: data images or None); default: the
+                      raw latent coordinates in order
     train_step(b)     one update on a Batch (its own zero_grad/backward/step), per-image scalars
     image_grids       the grids the loop logs
     final_metrics     scalars measured on fixed data images at the end of a run (may be empty)
@@ -76,6 +79,14 @@ class GenerativeModel:
     def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
         raise UserError(f"mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
                         f"but this checkpoint holds a {self.kind}: use mode=grid or mode=interpolate")
+
+    def directions(self, count: int, generator: torch.Generator,
+                   images: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """Up to `count` unit directions in latent space, (k, *latent shape), most telling first, and
+        a name for each. Default: the first `count` raw latent coordinates z[0], z[1], …"""
+        shape = self.prior(1, generator).shape[1:]
+        k = min(count, math.prod(shape))
+        return torch.eye(math.prod(shape))[:k].view(k, *shape), [f"z[{i}]" for i in range(k)]
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -59,6 +59,15 @@ generator update t = 0, 1, …, every parameter and BatchNorm running statistic 
 by the initial weights; ema_decay = 0 makes the EMA a copy of G). Samples and grids come from the EMA
 generator, always in eval mode, so each image depends only on its own z and y.
 
+Sliders of `genlab explore` (`directions`): GANSpace (Härkönen, Hertzmann, Lehtinen & Paris 2020,
+"GANSpace: Discovering Interpretable GAN Controls", §2.2 for BigGAN). Draw N = GANSPACE_SAMPLES
+z_j ~ N(0, I) (cgan: with uniform classes), take the EMA generator's first activations
+y_j = ReLU(BN(W·[z_j, e(y_j)] + b)) (its first layer), centre them (cgan: per class, so the
+directions describe what the noise changes within a class), and find their top k principal
+directions V_k (randomized PCA, Halko et al. 2011). The PCA coordinates x_j = V_kᵀ(y_j − ȳ) are
+transferred to z-space by least-squares regression, U = argmin_U Σ_j ‖U x_j − z_j‖², and each
+column of U, normalized to unit length, is one direction, named with its share of the variance.
+
 Logged scalars (per image, averaged over the d_steps updates where they come from D):
     d_loss, g_loss        L_D (without R1) and L_G
     r1_grad_sq            ‖∇_x D(x)‖² on the real batch
@@ -85,6 +94,9 @@ from genlab.models import optim
 from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
 from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
 from genlab.models.optim import make_optimizer
+
+
+GANSPACE_SAMPLES = 4096  # z drawn for the GANSpace PCA of `directions`
 
 
 class Generator(nn.Module):
@@ -292,6 +304,30 @@ class GAN(GenerativeModel):
         self.ema_updates = state["ema_updates"]
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
+
+    @torch.no_grad()
+    def directions(self, count: int, generator: torch.Generator,
+                   images: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """GANSpace directions in z-space (module docstring), the largest principal direction of the
+        first activations first; at most latent_dim of them. `images` is not used."""
+        g = self.generator_ema
+        z = self.prior(GANSPACE_SAMPLES, generator)
+        labels = self.random_labels(GANSPACE_SAMPLES, generator)
+        inputs = z if labels is None else torch.cat([z, g.embed(labels.to(self.device)).cpu()], 1)
+        first = g.net.deconvs[:2]  # BatchNorm (eval mode) and ReLU after the linear projection
+        ch, size = g.net.start
+        y = first(g.net.head(inputs.to(self.device)).view(-1, ch, size, size)).flatten(1).float().cpu()
+        groups = torch.zeros(len(y), dtype=torch.long) if labels is None else labels
+        means = torch.zeros(int(groups.max()) + 1, y.shape[1]).index_add_(0, groups, y)
+        y = y - (means / torch.bincount(groups, minlength=len(means)).clamp(min=1)[:, None])[groups]
+        k = min(count, self.latent_dim, *y.shape)
+        with torch.random.fork_rng():
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            _, s, v = torch.pca_lowrank(y, q=min(k + 10, *y.shape), center=False, niter=4)  # oversampled
+        s, v = s[:k], v[:, :k]
+        u = torch.linalg.lstsq(y @ v, z).solution  # (k, latent_dim): row i maps PCA coordinate i to z
+        share = s.pow(2) / y.pow(2).sum()
+        return u / u.norm(dim=1, keepdim=True), [f"PC{i} {100 * share[i]:.1f}% var" for i in range(k)]
 
 
 class CGAN(GAN):

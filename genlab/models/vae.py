@@ -16,6 +16,11 @@ Active latent units (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Au
 (with Bessel's correction) of the posterior mean over data images. An inactive dimension encodes
 nothing about x: its posterior has collapsed to the same distribution for every image.
 
+Sliders of `genlab explore` (`directions`): the raw latent coordinates, sorted by their activity
+KL_d = mean over images x of ½(μ_d(x)² + σ_d(x)² − 1 − log σ_d(x)²), the d-th term of the KL above
+(Higgins et al. 2017 and Burgess et al. 2018, "Understanding disentangling in β-VAE", rank latents
+by it: a dimension with KL_d ≈ 0 is ignored by the decoder).
+
 Latent traversal (the figure of Higgins et al. 2017): row i decodes z with z_i swept over
 [−3, 3] (±3 prior standard deviations) and every other coordinate fixed at one draw from the prior.
 """
@@ -160,3 +165,21 @@ class VAE(GenerativeModel):
         self.encoder.load_state_dict(state["encoder"])
         self.decoder.load_state_dict(state["decoder"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+    @torch.no_grad()
+    def directions(self, count: int, generator: torch.Generator,
+                   images: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """The latent coordinates sorted by KL per dimension on `images` (or, without images, on
+        ENCODE_CHUNK of the model's own samples), most active first, named with their KL in nats."""
+        if images is None:
+            images = self.sample(ENCODE_CHUNK, generator)
+        was_training = self.encoder.training
+        self.train(False)
+        kl = torch.zeros(self.latent_dim)
+        for chunk in images.split(ENCODE_CHUNK):
+            mu, logvar = self.posterior(chunk.to(self.device))
+            kl += 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).float().sum(0).cpu()
+        self.train(was_training)
+        kl /= len(images)
+        order = kl.argsort(descending=True, stable=True)[:count]
+        return torch.eye(self.latent_dim)[order], [f"z[{d}] KL {kl[d]:.2f} nats" for d in order.tolist()]

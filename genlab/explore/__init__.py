@@ -1,0 +1,78 @@
+"""genlab explore: a local web page that generates from one checkpoint as you drag its sliders.
+
+The server and API are in genlab/explore/server.py, the page in genlab/explore/page.html; this
+module is the command line: keys checked before any work, the URL printed, Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from genlab.checks import ConfigError, require
+from genlab.compose import config_dir
+from genlab.errors import UserError
+
+
+def check(cfg: DictConfig) -> None:
+    """ConfigError for the first bad key (ckpt is checked by loading it)."""
+    require(cfg, "port", "int", low=0, high=65535)
+    if not isinstance(cfg.host, str) or not cfg.host:
+        raise ConfigError(f"host={cfg.host!r} is not allowed: expected an address, e.g. host=127.0.0.1")
+
+
+def serve(ckpt: str, host: str, port: int, data_root: str | None = None) -> None:
+    """Load the checkpoint, start the server and answer until Ctrl-C."""
+    import torch
+
+    from genlab.explore.server import Explorer, ExploreServer
+    from genlab.training.checkpoint import resolve
+
+    torch.set_num_threads(1)  # one image at a time: a second thread costs more than it saves (README, Explore)
+    explorer = Explorer(resolve(ckpt), data_root, log=lambda line: print(line, file=sys.stderr))
+    try:
+        server = ExploreServer(explorer, host, port)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror}): pass another port=, or port=0 for any free one") from None
+    if not server.loopback:
+        print(f"genlab explore: warning: host={host} is not a loopback address: anyone who can reach this machine "
+              "on that network can use the model; pass host=127.0.0.1 to keep it local", file=sys.stderr)
+    print(f"genlab explore: {explorer.model.kind} from {explorer.ckpt} at {server.url} (Ctrl-C stops)", file=sys.stderr)
+    print(server.url, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("genlab explore: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+@hydra.main(config_path=config_dir(), config_name="explore", version_base="1.3")
+def _app(cfg: DictConfig) -> None:
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        serve(cfg.ckpt, cfg.host, cfg.port, cfg.data_root)
+    except MissingMandatoryValue:
+        sys.exit("genlab explore: error: ckpt is required: genlab explore ckpt=outputs/<run>/checkpoints/last.pt")
+    except UserError as e:
+        sys.exit(f"genlab explore: error: {e}")
+    except KeyboardInterrupt:  # Ctrl-C while the checkpoint loads
+        sys.exit(130)
+
+
+def run(args: list[str]) -> None:
+    """`genlab explore ARGS`: check the keys first, then hand ARGS to the Hydra app."""
+    from genlab.compose import compose_jobs, only_inspects, parse_command_line
+
+    parsed = parse_command_line(args)
+    if not only_inspects(parsed):
+        try:
+            for cfg in compose_jobs(parsed.config_name or "explore", parsed.overrides, False):
+                check(cfg)
+        except ConfigError as e:
+            sys.exit(f"genlab explore: error: {e}")
+    sys.argv = [sys.argv[0], *args]
+    _app()
