@@ -42,7 +42,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checks import ConfigError
+from genlab.checks import ConfigError, is_number
 from genlab.compose import config_dir
 from genlab.errors import UserError
 
@@ -192,8 +192,6 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
     images per forward pass (None: all at once); latent: one latent to decode, a list of numbers."""
     import torch
 
-    from genlab.checks import is_number
-
     from genlab import images
     from genlab.training.checkpoint import resolve
 
@@ -235,8 +233,7 @@ def _app(cfg: DictConfig) -> None:
     try:
         path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
                       batch_size=cfg.batch_size,
-                      latent=None if cfg.latent is None else OmegaConf.to_container(cfg.latent)
-                      if OmegaConf.is_list(cfg.latent) else cfg.latent)
+                      latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
     except MissingMandatoryValue:
         sys.exit("genlab sample: error: ckpt is required: genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
     except UserError as e:

@@ -260,3 +260,16 @@ def test_a_latent_may_hold_more_numbers_than_a_request_holds_images():
     explorer = object.__new__(Explorer)  # only the checks: an image-shaped prior of 2×16×16 numbers
     explorer.size, explorer.model = 512, tiny_model("vae")
     assert explorer._latents([[0.5] * 512] * 2, "latents").shape == (2, 512)
+
+
+def test_the_printed_latent_reads_back_as_the_same_float32():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from genlab.explore.server import _float32_text
+
+    # What the page prints is what `genlab sample latent=` decodes: Hydra reads each number as a
+    # float64 and torch rounds it to float32. Fewer digits (e.g. 6) would fail here.
+    values = torch.cat([torch.randn(2_000, generator=torch.Generator().manual_seed(0)) * 3,
+                        torch.tensor([1e-30, -1e-8, 9.999999, 3.0, -0.0, 0.1])])
+    (override,) = OverridesParser.create().parse_overrides(["latent=[" + ",".join(map(_float32_text, values.tolist())) + "]"])
+    assert torch.equal(torch.tensor(override.value(), dtype=torch.float32), values)

@@ -64,10 +64,13 @@ def _b64png(image: torch.Tensor) -> str:
 
 
 def _float32_text(value: float) -> str:
-    """The shortest decimal that reads back as this float32 (numpy's float32 repr)."""
+    """A decimal that `genlab sample latent=` reads back as exactly this float32 (Hydra parses a
+    float64, torch rounds it to float32): numpy's shortest float32 repr, or the float64 repr of the
+    value where rounding twice would land on a neighbour."""
     import numpy as np
 
-    return str(np.float32(value))
+    short = str(np.float32(value))
+    return short if np.float32(float(short)) == np.float32(value) else repr(float(np.float32(value)))
 
 
 class Explorer:

@@ -61,10 +61,10 @@ generator, always in eval mode, so each image depends only on its own z and y.
 
 Sliders of `genlab explore` (`directions`): GANSpace (Härkönen, Hertzmann, Lehtinen & Paris 2020,
 "GANSpace: Discovering Interpretable GAN Controls", §2.2 for BigGAN). Draw N = GANSPACE_SAMPLES
-z_j ~ N(0, I) (cgan: with uniform classes), take the EMA generator's first activations
-y_j = ReLU(BN(W·[z_j, e(y_j)] + b)) (its first layer), centre them (cgan: per class, so the
+z_j ~ N(0, I) (cgan: with uniform classes c_j), take the EMA generator's first activations
+a_j = ReLU(BN(W·[z_j, e(c_j)] + b)) (its first layer), centre them (cgan: per class, so the
 directions describe what the noise changes within a class), and find their top k principal
-directions V_k (randomized PCA, Halko et al. 2011). The PCA coordinates x_j = V_kᵀ(y_j − ȳ) are
+directions V_k (randomized PCA, Halko et al. 2011). The PCA coordinates x_j = V_kᵀ(a_j − ā) are
 transferred to z-space by least-squares regression, U = argmin_U Σ_j ‖U x_j − z_j‖², and each
 column of U, normalized to unit length, is one direction, named with its share of the variance.
 

@@ -18,8 +18,8 @@ nothing about x: its posterior has collapsed to the same distribution for every 
 
 Sliders of `genlab explore` (`directions`): the raw latent coordinates, sorted by their activity
 KL_d = mean over images x of ½(μ_d(x)² + σ_d(x)² − 1 − log σ_d(x)²), the d-th term of the KL above
-(Higgins et al. 2017 and Burgess et al. 2018, "Understanding disentangling in β-VAE", rank latents
-by it: a dimension with KL_d ≈ 0 is ignored by the decoder).
+(Burgess et al. 2018, "Understanding disentangling in β-VAE", read the KL of each latent to see which
+ones a β-VAE uses: a dimension with KL_d ≈ 0 carries nothing about x, and the decoder ignores it).
 
 Latent traversal (the figure of Higgins et al. 2017): row i decodes z with z_i swept over
 [−3, 3] (±3 prior standard deviations) and every other coordinate fixed at one draw from the prior.
