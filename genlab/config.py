@@ -90,9 +90,6 @@ def validate_train(cfg: DictConfig) -> None:
             raise ConfigError(f"optimizer.betas={OmegaConf.to_container(betas) if OmegaConf.is_list(betas) else betas!r} is not allowed: expected two numbers in [0, 1), e.g. [0.9,0.999]")
     if "momentum" in cfg.optimizer:
         _require(cfg, "optimizer.momentum", "number", low=0, high=1)
-    from genlab.models.optim import validate_scheduler
-
-    validate_scheduler(cfg)
     validate_hardware(cfg)
     if cfg.hardware.precision == "fp16" and cfg.model.name in ("gan", "cgan") and cfg.model.r1_gamma > 0:
         raise ConfigError(f"hardware.precision=fp16 is not allowed with model.r1_gamma={cfg.model.r1_gamma}: R1's double "

@@ -112,10 +112,7 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     processes = planned_size(current["hardware"])
     if state.get("processes", 1) != processes:
         changes[PROCESSES] = (state.get("processes", 1), processes)
-    # A decaying learning rate is a function of trainer.max_steps: training longer changes it.
-    scheduled = ("trainer.max_steps",) if current["scheduler"]["name"] != "constant" else ()
-    refused = {k: v for k, v in changes.items()
-               if (k not in FREE or k in scheduled) and not k.startswith(FREE_SECTIONS)}
+    refused = {k: v for k, v in changes.items() if k not in FREE and not k.startswith(FREE_SECTIONS)}
     if refused and not current["force_resume"]:
         raise ConfigError(f"resuming {path} would change how it trains: {describe(refused)}; drop those overrides, "
                           "or add force_resume=true to continue with them (the change is recorded in the run)")

@@ -106,7 +106,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     try:
         step, metrics = fit(model, data, batches, trainer, checkpoints=checkpoints, logger=logger, device=device,
                             precision=plain["hardware"]["precision"], seed=cfg.seed, checkpoint_meta=meta,
-                            resume=resume, scheduler=plain["scheduler"])
+                            resume=resume)
     finally:
         if logger:
             logger.close()

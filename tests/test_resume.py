@@ -366,22 +366,3 @@ def test_scalar_window_means_across_folds_and_a_mid_fold_checkpoint():
     expected = [values[finite[:, j], j].double().mean().item() for j in range(3)]
     assert list(window.means().values()) == pytest.approx(expected, rel=1e-5)
     assert window.first_bad_step() == 71 and window.nonfinite_names() == ["b"] and window.nonfinite_step_count() == 1
-
-
-def test_cosine_schedule_resumes_bit_identically_and_refuses_a_new_length(tmp_path):
-    import math
-
-    run = tmp_path / "run"
-    schedule = ["scheduler=cosine", "scheduler.warmup_steps=2", "scheduler.min_lr_ratio=0.1", "trainer.max_steps=6",
-                "trainer.keep_last=3"]
-    train(compose(*schedule), run)
-    uninterrupted, before = training_state(run / "checkpoints" / "last.pt"), logged(run)
-    # lr of 0-based step t: warm-up (t + 1)/2, then 0.1 + 0.9·½(1 + cos(π(t − 2)/4)); logged after step t + 1.
-    factor = {2: 1.0, 4: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 1 / 4)), 6: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 4))}
-    assert [(s, pytest.approx(v)) for s, v in before["lr/vae"]] == [(s, pytest.approx(1e-3 * f)) for s, f in factor.items()]
-
-    train(compose(*schedule, f"resume={run}/checkpoints/step_0000004.pt"), run)
-    assert_same(training_state(run / "checkpoints" / "last.pt"), uninterrupted)
-    assert logged(run) == before
-    with pytest.raises(ConfigError, match="trainer.max_steps 6 → 8"):
-        train(compose(*schedule[:-2], "trainer.max_steps=8", f"resume={run}"), run)

@@ -16,17 +16,10 @@ these functions are plain `loss.backward()` and `optimizer.step()`. Whether fp16
 the autocast state the training loop sets around `train_step`, so models need no precision
 argument. A fused optimizer reads the scaler's Inf/NaN flag on the device: no host sync per step.
 The scalers' state is part of every checkpoint (`scaler_states`), so fp16 runs resume exactly.
-
-Learning-rate schedule (`scheduler` config group), a pure function of the step t = 0, 1, …, T−1
-(T = trainer.max_steps), so a resumed run follows the same rates: a linear warm-up over the first
-W steps, lr·(t + 1)/W, then `constant`: lr, or `cosine` (Loshchilov & Hutter 2017, "SGDR", one
-cycle without restarts): lr·(r + (1 − r)·½(1 + cos(π·(t − W)/(T − W)))), from lr down to r·lr at
-the last step (r = min_lr_ratio).
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 
 import torch
@@ -45,39 +38,6 @@ def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=decay, fused=True)
     raise ValueError(f"unknown optimizer {name!r}")
-
-
-def validate_scheduler(cfg) -> None:
-    """Raise ConfigError for a bad value in the `scheduler` section of a composed `train` config."""
-    from genlab.config import _require
-
-    name = _require(cfg, "scheduler.name", "str", choices=("constant", "cosine"))
-    _require(cfg, "scheduler.warmup_steps", "int", low=0)
-    if name == "cosine":
-        _require(cfg, "scheduler.min_lr_ratio", "number", low=0, high=1)
-
-
-def lr_factor(scheduler: dict, step: int, max_steps: int) -> float:
-    """The learning rate of 0-based `step` as a fraction of the optimizer's lr (see the module docstring)."""
-    warmup = scheduler["warmup_steps"]
-    if step < warmup:
-        return (step + 1) / warmup
-    if scheduler["name"] == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    floor = scheduler["min_lr_ratio"]
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def set_lr(optimizers: dict[str, torch.optim.Optimizer], scheduler: dict, step: int, max_steps: int) -> None:
-    """Set every optimizer's lr for 0-based `step`; a no-op for a constant rate without warm-up. The
-    configured rate is kept in each param group as `base_lr` (saved in the optimizer's state)."""
-    if scheduler["name"] == "constant" and scheduler["warmup_steps"] == 0:
-        return
-    factor = lr_factor(scheduler, step, max_steps)
-    for optimizer in optimizers.values():
-        for group in optimizer.param_groups:
-            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
 
 def _fp16(device_type: str) -> bool:

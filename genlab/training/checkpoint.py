@@ -39,10 +39,7 @@ ADDED_KEYS = {
     ("hardware", "distributed"): (False, None),
     ("model", "mode_seeking"): (0.0, ("gan", "cgan")),
     ("model", "class_loss"): (0.0, ("cgan",)),
-    ("model", "kl_warmup_steps"): (0, ("vae",)),
 }
-# Config sections added later, with the values those checkpoints ran with.
-ADDED_SECTIONS = {"scheduler": {"name": "constant", "warmup_steps": 0}}
 
 
 class CheckpointError(UserError):
@@ -163,9 +160,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def _add_new_keys(config: dict) -> None:
-    """Give a run config the ADDED_SECTIONS and ADDED_KEYS it lacks, at the values its run had."""
-    for section, values in ADDED_SECTIONS.items():
-        config.setdefault(section, dict(values))
+    """Give a run config the ADDED_KEYS it lacks, at the value its run had."""
     for (section, key), (value, models) in ADDED_KEYS.items():
         if section in config and (models is None or config.get("model", {}).get("name") in models):
             config[section].setdefault(key, value)

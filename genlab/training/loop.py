@@ -206,7 +206,7 @@ def _skip_nonfinite_update(optimizer: torch.optim.Optimizer, args, kwargs) -> No
 
 def fit(model, data: ImageData, batches: Batches, trainer: Trainer, *, checkpoints: RunCheckpoints,
         logger: RunLogger | None, device: torch.device, precision: str, seed: int, checkpoint_meta: dict,
-        resume: dict | None = None, scheduler: dict | None = None) -> tuple[int, dict[str, float]]:
+        resume: dict | None = None) -> tuple[int, dict[str, float]]:
     """Train to trainer.max_steps from the start, or from the loaded checkpoint `resume`; returns
     the final step and the metric means of the last log window (empty when nothing was left to
     train). Raises Interrupted after checkpointing on SIGINT/SIGTERM, NonFiniteError on a
@@ -252,8 +252,6 @@ def fit(model, data: ImageData, batches: Batches, trainer: Trainer, *, checkpoin
         with StopSignals() as stop:
             while step < trainer.max_steps:
                 batch = next(batches)
-                if scheduler is not None:
-                    optim.set_lr(model.optimizers(), scheduler, step, trainer.max_steps)
                 with autocast(device, precision):
                     metrics = model.train_step(batch)
                 step += 1
