@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA, TINY, genlab, run_dirs
 
-from genlab.config import compose_jobs, validate_train
+from genlab.compose import compose_jobs
+from genlab.config import validate_train
 
 PRESETS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
 
