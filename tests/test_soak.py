@@ -9,7 +9,6 @@ import shutil
 import sys
 import time
 
-import pytest
 import torch
 from conftest import REPO, genlab
 
@@ -20,27 +19,30 @@ spec.loader.exec_module(soak)
 JOBS, STEPS = 2, 4
 
 
-@pytest.fixture(scope="module")
-def soaked(tmp_path_factory):
-    """A clean 2-job sweep and the same sweep killed twice and re-run to the end: (work dir, report, s)."""
-    work = tmp_path_factory.mktemp("soak")
+def test_a_sweep_killed_at_random_moments_ends_as_a_clean_one(tmp_path):
+    """One test for everything that needs the soaked sweep: it costs ~40 s of CPU, and pytest-xdist
+    would build a shared fixture once per worker."""
+    work = tmp_path / "soak"
+    work.mkdir()
     start = time.perf_counter()
     # The kills land just after a step's log line (samples, checkpoint write, next step) or a job's
     # "done:" line (final metrics, the record write), where a kill is most likely to break something.
     report = soak.soak(work, jobs=JOBS, steps=STEPS, kills=2, seed=19, anchors=("step", "job end"), log=lambda _: None)
-    return work, report, time.perf_counter() - start
-
-
-def test_a_sweep_killed_at_random_moments_ends_as_a_clean_one(soaked):
-    work, report, seconds = soaked
+    seconds = time.perf_counter() - start
     assert report.ok, "\n".join(report.lines())
     assert sum(report.kills.values()) >= 1, report.lines()  # the kills were sent, not all drawn after the end
     assert report.launches[-1].returncode == 0
     assert seconds < 90, f"the bounded soak took {seconds:.0f} s"
+    assert soak.check_sweep(work / "soaked", work / "clean", STEPS) == []
+    for i, (damage, expected) in enumerate(DAMAGES):
+        problems = _damaged(work, tmp_path / f"damage{i}", damage)
+        assert any(expected in p for p in problems), (expected, problems)
+    _a_job_that_finished_twice_is_found(work)
+    _a_job_killed_after_its_final_checkpoint_finishes_on_rerun(work, tmp_path)
 
 
-def _damaged(work, tmp_path, damage):
-    copy = tmp_path / "copy"
+def _damaged(work, folder, damage):
+    copy = folder / "copy"
     shutil.copytree(work / "soaked", copy)
     damage(copy)
     return soak.check_sweep(copy, work / "clean", STEPS)
@@ -62,7 +64,8 @@ def _resave_csv_with_one_metric_changed(root):
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("damage, expected", [
+# Each check of soak.check_sweep, shown to fail: (damage done to a copy of the soaked sweep, problem reported).
+DAMAGES = [
     (_flip_a_weight, "seed=1: last.pt.model."),
     (lambda root: (root / "seed=0" / "checkpoints" / ".last.pt.0a1b2c.tmp").write_bytes(b"PK"), "a temporary file was left"),
     (lambda root: (root / "seed=0" / "result.json").write_text('{"status": "ok", '), "result.json does not parse"),
@@ -73,16 +76,10 @@ def _resave_csv_with_one_metric_changed(root):
     (_resave_csv_with_one_metric_changed, "summary.csv differs from the clean sweep's"),
     (lambda root: shutil.rmtree(root / "seed=1"), "job directories ['seed=0'], the clean sweep's ['seed=0', 'seed=1']"),
     (lambda root: next(root.glob("seed=0/samples/*.png")).write_bytes(b"\x89PNG\r\n"), "samples/ images differ"),
-])
-def test_each_check_fails_on_a_damaged_sweep(soaked, tmp_path, damage, expected):
-    work, _, _ = soaked
-    assert soak.check_sweep(work / "soaked", work / "clean", STEPS) == []
-    problems = _damaged(work, tmp_path, damage)
-    assert any(expected in p for p in problems), problems
+]
 
 
-def test_a_job_that_finished_twice_is_found(soaked):
-    work, _, _ = soaked
+def _a_job_that_finished_twice_is_found(work):
     record = (work / "soaked" / "seed=0" / "result.json").read_text()
     again = record.replace('"wall_s": ', '"wall_s": 1', 1)  # written by a later launch
     history = {"seed=0": [None, ("running", "{}"), ("ok", record), ("ok", record)], "seed=1": []}
@@ -92,11 +89,10 @@ def test_a_job_that_finished_twice_is_found(soaked):
         soak.check_sweep(work / "soaked", work / "clean", STEPS, history)
 
 
-def test_a_job_killed_after_its_final_checkpoint_finishes_on_rerun(soaked, tmp_path):
+def _a_job_killed_after_its_final_checkpoint_finishes_on_rerun(work, tmp_path):
     """Killed after its last checkpoint, before its record said ok: a re-run used to resume it
     from a checkpoint already at max_steps, fail with "nothing to resume", and fail again on
     every re-run. It starts again instead and ends as the clean run did."""
-    work, _, _ = soaked
     root = tmp_path / "sweep"
     shutil.copytree(work / "soaked", root)
     record_path = root / "seed=0" / "result.json"
