@@ -8,6 +8,7 @@ Arguments: the overrides of the tiny runs.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,3 +44,9 @@ for model in models:
 if dist.get_rank() == 0:
     print("ranks in step:", json.dumps(in_step))
 models.clear()  # free the DDP wrappers while the process group is alive, not during interpreter shutdown
+# Leave without interpreter shutdown: under load, gloo's threads were sometimes still being torn down
+# by C++ destructors there ("terminate called without an active exception", SIGABRT) after every
+# check above had passed; what this test measures is done by now.
+dist.barrier()
+sys.stdout.flush()
+os._exit(0)
