@@ -50,14 +50,8 @@ generator update with fresh z. Fake images take the real batch's labels, so the 
 the data's class frequencies. All noise comes from torch's global RNG (seeded by the run and saved
 in its checkpoints), so runs repeat exactly on the CPU.
 
-EMA generator (as in Karras et al. 2018, "Progressive Growing of GANs", and BigGAN): after each
-generator update t = 0, 1, …, every parameter and BatchNorm running statistic of the EMA copy moves
-
-    θ_ema ← β_t·θ_ema + (1 − β_t)·θ,   β_t = min(ema_decay, (1 + t)/(10 + t))
-
-(the warm-up of TensorFlow's ExponentialMovingAverage(num_updates), so short runs are not dominated
-by the initial weights; ema_decay = 0 makes the EMA a copy of G). Samples and grids come from the EMA
-generator, always in eval mode, so each image depends only on its own z and y.
+EMA generator: samples and grids come from an exponential moving average of G's weights, updated
+after each generator update (genlab/models/ema.py; `ema_decay` = 0 makes it a copy of G).
 
 Sliders of `genlab explore` (`directions`): GANSpace (Härkönen, Hertzmann, Lehtinen & Paris 2020,
 "GANSpace: Discovering Interpretable GAN Controls", §2.2 for BigGAN). Draw N = GANSPACE_SAMPLES
@@ -82,8 +76,6 @@ Logged scalars (per image, averaged over the d_steps updates where they come fro
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,6 +84,7 @@ from genlab.checks import ConfigError, require
 from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
+from genlab.models.ema import average_of, update_average
 from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
 from genlab.models.optim import make_optimizer
 
@@ -164,7 +157,7 @@ class GAN(GenerativeModel):
         classes, embed_dim = (num_classes, model["embed_dim"]) if self.conditional else (0, 0)
         self.generator = Generator(image_shape, model["width"], self.latent_dim, classes, embed_dim).to(device)
         self.discriminator = Discriminator(image_shape, model["width"], classes, self.class_loss > 0).to(device)
-        self.generator_ema = copy.deepcopy(self.generator).train(False).requires_grad_(False)
+        self.generator_ema = average_of(self.generator)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
         self.d_optimizer = make_optimizer(self.discriminator.parameters(), optimizer)
@@ -267,7 +260,8 @@ class GAN(GenerativeModel):
         optim.unscale(self.g_optimizer)
         g_grad_norm = _grad_norm(self.generator)
         optim.step(self.g_optimizer)
-        self._update_ema()
+        update_average(self.generator_ema, self.generator, self.ema_decay, self.ema_updates)
+        self.ema_updates += 1
 
         d_loss, r1_grad_sq, d_real, d_fake, d_grad_norm, real_class_acc = torch.stack(d_stats).mean(0)
         stats = {"d_loss": d_loss, "g_loss": g_loss.detach(), "g_diversity": diversity.detach(), "d_real": d_real,
@@ -275,19 +269,6 @@ class GAN(GenerativeModel):
         if self.class_loss:
             stats |= {"real_class_acc": real_class_acc, "fake_class_acc": fake_class_acc}
         return stats
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        t = self.ema_updates
-        keep = min(self.ema_decay, (1 + t) / (10 + t))
-        for ema, raw in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            ema.lerp_(raw, 1 - keep)
-        for ema, raw in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            if ema.is_floating_point():
-                ema.lerp_(raw, 1 - keep)
-            else:  # BatchNorm's num_batches_tracked
-                ema.copy_(raw)
-        self.ema_updates += 1
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.g_optimizer, "discriminator": self.d_optimizer}

@@ -21,6 +21,11 @@ KL_d = mean over images x of ½(μ_d(x)² + σ_d(x)² − 1 − log σ_d(x)²), 
 (Burgess et al. 2018, "Understanding disentangling in β-VAE", read the KL of each latent to see which
 ones a β-VAE uses: a dimension with KL_d ≈ 0 carries nothing about x, and the decoder ignores it).
 
+Weights used outside training: an exponential moving average of the encoder and the decoder
+(genlab/models/ema.py), updated after every step; `ema_decay` = 0 (the default) makes it a copy of
+the trained weights. Sampling, reconstructions, `genlab eval` (its likelihood bounds are the bounds of
+the averaged model, still a VAE at β = 1 when trained so) and `genlab explore` use the average.
+
 Latent traversal (the figure of Higgins et al. 2017): row i decodes z with z_i swept over
 [−3, 3] (±3 prior standard deviations) and every other coordinate fixed at one draw from the prior.
 """
@@ -32,10 +37,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genlab.checks import require
+from genlab.checks import ConfigError, require
 from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
+from genlab.models.ema import average_of, update_average
 from genlab.models.nets import ConvDecoder, ConvEncoder
 from genlab.models.optim import make_optimizer
 
@@ -63,6 +69,8 @@ class VAE(GenerativeModel):
         self.likelihood, self.gaussian_std = model["likelihood"], model["gaussian_std"]
         self.encoder = ConvEncoder(image_shape, model["width"], 2 * self.latent_dim).to(device)
         self.decoder = ConvDecoder(image_shape, model["width"], self.latent_dim).to(device)
+        self.ema_decay, self.ema_updates = model["ema_decay"], 0
+        self.encoder_ema, self.decoder_ema = average_of(self.encoder), average_of(self.decoder)
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         self.optimizer = make_optimizer(params, optimizer)
         self.device = device
@@ -77,11 +85,22 @@ class VAE(GenerativeModel):
         require(cfg, "model.lr", "number", low=0, low_open=True)
         require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
         require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
+        if require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
+            raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
+                              "(1 would freeze the average at the initial weights; 0 turns the average off)")
+
+    @classmethod
+    def migrate(cls, config: dict) -> None:
+        config["model"].setdefault("ema_decay", 0.0)  # added after the first checkpoints: they ran without it
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x)'s mean μ and log-variance log σ² (with gradient)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        """q(z|x)'s mean μ and log-variance log σ² under the averaged encoder."""
+        mu, logvar = self.encoder_ema(x).chunk(2, dim=1)
         return mu, logvar
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The averaged decoder's logits of p(x|z)."""
+        return self.decoder_ema(z)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -94,7 +113,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's mean image in [0, 1] for latents z (on any device)."""
-        return torch.sigmoid(self.decoder(latents.to(self.device)))
+        return torch.sigmoid(self.logits(latents.to(self.device)))
 
     def recon_nats(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """−log p(x|z) per image, summed over pixels."""
@@ -107,7 +126,7 @@ class VAE(GenerativeModel):
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = batch.images
-        mu, logvar = self.posterior(x)
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
         z = mu + batch.noise(mu.shape, mu.dtype) * (0.5 * logvar).exp()
         recon = self.recon_nats(self.decoder(z).float(), x)
         kl = gaussian_kl(mu.float(), logvar.float())
@@ -115,6 +134,9 @@ class VAE(GenerativeModel):
         self.optimizer.zero_grad(set_to_none=True)
         optim.backward(loss, self.optimizer)
         optim.step(self.optimizer)
+        for average, trained in ((self.encoder_ema, self.encoder), (self.decoder_ema, self.decoder)):
+            update_average(average, trained, self.ema_decay, self.ema_updates)
+        self.ema_updates += 1
         recon, kl = recon.detach().mean(), kl.detach().mean()
         return {"recon_nats": recon, "kl_nats": kl, "beta_kl_nats": self.beta * kl,
                 "loss_nats": loss.detach(), "neg_elbo_nats": recon + kl}
@@ -159,12 +181,22 @@ class VAE(GenerativeModel):
 
     def state_dict(self) -> dict:
         return {"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
+                "encoder_ema": self.encoder_ema.state_dict(), "decoder_ema": self.decoder_ema.state_dict(),
+                "ema_updates": self.ema_updates, "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.encoder.load_state_dict(state["encoder"])
         self.decoder.load_state_dict(state["decoder"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "ema_updates" in state:
+            self.encoder_ema.load_state_dict(state["encoder_ema"])
+            self.decoder_ema.load_state_dict(state["decoder_ema"])
+            self.ema_updates = state["ema_updates"]
+        else:  # a checkpoint from before the average: it starts at the trained weights, its count at the steps taken
+            self.encoder_ema.load_state_dict(state["encoder"])
+            self.decoder_ema.load_state_dict(state["decoder"])
+            steps = [int(s["step"]) for s in state["optimizer"]["state"].values() if "step" in s]
+            self.ema_updates = max(steps, default=0)
 
     @torch.no_grad()
     def directions(self, count: int, generator: torch.Generator,
