@@ -22,8 +22,8 @@ KL_d = mean over images x of ½(μ_d(x)² + σ_d(x)² − 1 − log σ_d(x)²), 
 ones a β-VAE uses: a dimension with KL_d ≈ 0 carries nothing about x, and the decoder ignores it).
 
 Weights used outside training: an exponential moving average of the encoder and the decoder
-(genlab/models/ema.py), updated after every step; `ema_decay` = 0 (the default) makes it a copy of
-the trained weights. Sampling, reconstructions, `genlab eval` (its likelihood bounds are the bounds of
+(genlab/models/ema.py), updated after every step; with `ema_decay` = 0 (the default) these are the
+trained weights themselves. Sampling, reconstructions, `genlab eval` (its likelihood bounds are the bounds of
 the averaged model, still a VAE at β = 1 when trained so) and `genlab explore` use the average.
 
 Latent traversal (the figure of Higgins et al. 2017): row i decodes z with z_i swept over
@@ -70,7 +70,10 @@ class VAE(GenerativeModel):
         self.encoder = ConvEncoder(image_shape, model["width"], 2 * self.latent_dim).to(device)
         self.decoder = ConvDecoder(image_shape, model["width"], self.latent_dim).to(device)
         self.ema_decay, self.ema_updates = model["ema_decay"], 0
-        self.encoder_ema, self.decoder_ema = average_of(self.encoder), average_of(self.decoder)
+        if self.ema_decay:
+            self.encoder_ema, self.decoder_ema = average_of(self.encoder), average_of(self.decoder)
+        else:  # no average: the trained networks themselves, with no copy to update every step
+            self.encoder_ema, self.decoder_ema = self.encoder, self.decoder
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         self.optimizer = make_optimizer(params, optimizer)
         self.device = device
@@ -134,8 +137,9 @@ class VAE(GenerativeModel):
         self.optimizer.zero_grad(set_to_none=True)
         optim.backward(loss, self.optimizer)
         optim.step(self.optimizer)
-        for average, trained in ((self.encoder_ema, self.encoder), (self.decoder_ema, self.decoder)):
-            update_average(average, trained, self.ema_decay, self.ema_updates)
+        if self.ema_decay:
+            for average, trained in ((self.encoder_ema, self.encoder), (self.decoder_ema, self.decoder)):
+                update_average(average, trained, self.ema_decay, self.ema_updates)
         self.ema_updates += 1
         recon, kl = recon.detach().mean(), kl.detach().mean()
         return {"recon_nats": recon, "kl_nats": kl, "beta_kl_nats": self.beta * kl,
