@@ -7,7 +7,7 @@ from torch import nn
 
 from genlab.models.vae import ACTIVE_UNIT_THRESHOLD, VAE
 
-MODEL = {"beta": 1.0, "latent_dim": 4, "likelihood": "bernoulli", "gaussian_std": 0.1, "width": 4}
+MODEL = {"beta": 1.0, "latent_dim": 4, "likelihood": "bernoulli", "gaussian_std": 0.1, "width": 4, "ema_decay": 0.0}
 OPTIMIZER = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
 
 
@@ -27,7 +27,7 @@ def test_active_units_count_dimensions_whose_posterior_mean_varies_over_the_data
     vae = VAE(MODEL, OPTIMIZER, (1, 8, 8), 0, torch.device("cpu"))
     # x₀ alternates 0, 1 over 1,000 images: Var(x₀) = 0.25·1000/999 = 0.25025 (Bessel-corrected),
     # so Var(μ_d) = 0.25025·w_d² = 0.25025, 0.01104, 0.00903, 0: two dimensions above 0.01.
-    vae.encoder = FirstPixelEncoder([1.0, 0.21, 0.19, 0.0])
+    vae.encoder_ema = FirstPixelEncoder([1.0, 0.21, 0.19, 0.0])  # the weights that are measured
     images = torch.zeros(1000, 1, 8, 8)
     images[1::2, 0, 0, 0] = 1.0
     assert vae.active_units(images) == 2
