@@ -135,8 +135,11 @@ def test_command_line_keys_errors_and_ctrl_c(servers, tmp_path):
 
     _, ckpt = servers["vae"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Ctrl-C as a terminal delivers it: a test run started in the background (`cmd &`) ignores SIGINT,
+    # which its children would inherit, so the server gets the default disposition back first.
     process = subprocess.Popen([sys.executable, "-m", "genlab.cli", "explore", f"ckpt={ckpt}", "port=0", "host=0.0.0.0"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://0.0.0.0:"), process.stderr.read()
