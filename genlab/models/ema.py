@@ -19,6 +19,15 @@ import copy
 import torch
 from torch import nn
 
+from genlab.checks import ConfigError, require
+
+
+def require_decay(cfg) -> None:
+    """model.ema_decay in [0, 1), else a one-line ConfigError (cfg: the whole run's config)."""
+    if require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
+        raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
+                          "(1 would freeze the average at the initial weights; 0 turns the average off)")
+
 
 def average_of(net: nn.Module) -> nn.Module:
     """A frozen copy of `net` (eval mode, no gradients) to hold its moving average."""

@@ -84,7 +84,7 @@ from genlab.checks import ConfigError, require
 from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
-from genlab.models.ema import average_of, update_average
+from genlab.models.ema import average_of, require_decay, update_average
 from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
 from genlab.models.optim import make_optimizer
 
@@ -173,9 +173,7 @@ class GAN(GenerativeModel):
         require(cfg, "model.r1_gamma", "number", low=0)
         require(cfg, "model.mode_seeking", "number", low=0)
         require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
-        if require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
-            raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
-                              "(1 would freeze the EMA generator at its initial weights; 0 turns the EMA off)")
+        require_decay(cfg)
         if cfg.hardware.precision == "fp16" and cfg.model.r1_gamma > 0:
             raise ConfigError(f"hardware.precision=fp16 is not allowed with model.r1_gamma={cfg.model.r1_gamma}: R1's "
                               "double backward through BatchNorm overflows fp16 (NaN gradients at every step); use "

@@ -37,11 +37,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genlab.checks import ConfigError, require
+from genlab.checks import require
 from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
-from genlab.models.ema import average_of, update_average
+from genlab.models.ema import average_of, require_decay, update_average
 from genlab.models.nets import ConvDecoder, ConvEncoder
 from genlab.models.optim import make_optimizer
 
@@ -88,9 +88,7 @@ class VAE(GenerativeModel):
         require(cfg, "model.lr", "number", low=0, low_open=True)
         require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
         require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
-        if require(cfg, "model.ema_decay", "number", low=0, high=1) == 1:
-            raise ConfigError("model.ema_decay=1 is not allowed: expected a number >= 0 and < 1 "
-                              "(1 would freeze the average at the initial weights; 0 turns the average off)")
+        require_decay(cfg)
 
     @classmethod
     def migrate(cls, config: dict) -> None:
