@@ -115,11 +115,17 @@ def dirname_overrides(overrides: list[str]) -> list[str]:
 
 
 def job_overrides(task_overrides: list[str]) -> dict:
-    """A job's overrides as typed values: ["beta=4", "model=vae"] → {"beta": 4, "model": "vae"}."""
+    """A job's overrides as typed values: ["beta=4", "model=vae"] → {"beta": 4, "model": "vae"}.
+    `resume` and `force_resume` say where a run continued from, not what the job is: left out, so
+    that a job resumed by hand (genlab train resume=<job dir> trainer.max_steps=N) keeps its place
+    in its sweep's summary."""
     from genlab.compose import parse_overrides
+    from genlab.resume import RESUME_KEYS
 
     typed = {}
     for override in parse_overrides(task_overrides):
+        if override.key_or_group in RESUME_KEYS:
+            continue
         value = override.value()
         plain = value is None or isinstance(value, (bool, int, float, str))
         typed[override.key_or_group] = value if plain else override.get_value_element_as_str()

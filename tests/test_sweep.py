@@ -124,6 +124,23 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(s
     assert "4 of 4 jobs ok" in result.stdout
 
 
+def test_a_job_resumed_by_hand_keeps_its_place_in_the_summary(tmp_path):
+    """`genlab train resume=<job dir> trainer.max_steps=N` on each job, then `genlab summarize`:
+    the jobs are still told apart by β alone, not by the paths they were resumed from."""
+    result = genlab("train", "-m", "beta=1,4", *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "sweep"
+    for job in ("beta=1", "beta=4"):
+        result = genlab("train", f"resume='{root / job}'", "trainer.max_steps=6", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    result = genlab("summarize", str(root), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(root / "summary.csv")
+    assert [(r["job"], r["beta"], r["steps"]) for r in rows] == [("beta=1", "1", "6"), ("beta=4", "4", "6")]
+    assert "resume" not in rows[0] and "force_resume" not in rows[0]
+    assert sweep.varying_keys(sweep.load_records(root)) == ["beta"]
+
+
 def test_a_failing_job_is_recorded_and_the_other_finishes_side_by_side(tmp_path):
     """Two jobs in parallel (joblib) with the cores divided between them; one diverges."""
     # lr=1e6 passes validation but makes the first Adam steps blow the weights up: NaN.
