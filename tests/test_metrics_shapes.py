@@ -56,6 +56,7 @@ def test_an_unconditional_model_drawing_only_squares_has_no_other_shape():
     assert blank["mean_dist_sq"] > 0 and sum(blank["share"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.foreign_fixtures
 @pytest.mark.parametrize("family", ["gan", "cgan"])
 def test_genlab_eval_writes_the_metric_and_its_summary(tmp_path, monkeypatch, family):
     monkeypatch.setattr(shapes_metric, "NUM_IMAGES", 2000)  # the first 2,000 images: the plumbing, not the search
