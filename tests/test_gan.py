@@ -15,7 +15,7 @@ from conftest import TINY, genlab
 from genlab.config import ConfigError, validate_train
 from genlab.compose import compose_jobs
 from genlab.data.batches import Batch
-from genlab.models import build_model
+from genlab.models import build_model, optim
 from genlab.models.gan import Generator, diversity_ratio
 from genlab.training.loop import rng_state, set_rng_state
 
@@ -46,12 +46,13 @@ def batch(n=8, image_shape=(1, 16, 16), num_classes=3, seed=0) -> Batch:
     return Batch(torch.rand(n, *image_shape, generator=g), torch.randint(num_classes, (n,), generator=g))
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
 @pytest.mark.parametrize("name", ["gan", "cgan"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size", [28, 32, 64])
-def test_network_shapes(name, channels, size):
+def test_network_shapes(name, channels, size, arch):
     torch.manual_seed(0)
-    model = make(name, (channels, size, size))
+    model = make(name, (channels, size, size), arch=arch)
     labels = torch.tensor([0, 2]) if name == "cgan" else None
     images = model.generator(torch.randn(2, model.latent_dim), labels)
     assert images.shape == (2, channels, size, size)
@@ -59,6 +60,30 @@ def test_network_shapes(name, channels, size):
     assert model.discriminator(images, labels)[0].shape == (2,)
     samples = model.sample(5, torch.Generator().manual_seed(0))
     assert samples.shape == (5, channels, size, size) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_infogan_networks_are_compare_gans():
+    """At width 64 on MNIST: compare_gan v1's layers (their parameter counts, BatchNorm ε and decay),
+    their sigmoid image, and their D reading images in [0, 1]."""
+    torch.manual_seed(0)
+    model = make("gan", (1, 28, 28), arch="infogan", width=64, latent_dim=64)
+    g, d = model.generator.net, model.discriminator.net
+    fc = lambda i, o: i * o + o  # noqa: E731  weights + bias
+    bn = lambda c: 2 * c  # noqa: E731  γ, β
+    g_expected = fc(64, 1024) + bn(1024) + fc(1024, 128 * 7 * 7) + bn(128 * 7 * 7) + 16 * 128 * 64 + 64 + bn(64) + 16 * 64 + 1
+    d_expected = 16 * 64 + 64 + 16 * 64 * 128 + 128 + bn(128) + fc(128 * 7 * 7, 1024) + bn(1024) + fc(1024, 1)
+    assert sum(p.numel() for p in g.parameters()) == g_expected
+    assert sum(p.numel() for p in d.parameters()) == d_expected
+    norms = [m for m in (*g.modules(), *d.modules()) if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 5 and all((m.eps, m.momentum) == (1e-3, 1e-3) for m in norms)
+    assert [m.negative_slope for m in g.modules() if isinstance(m, torch.nn.LeakyReLU)] == [0.2] * 3
+
+    model.train(False)
+    z = torch.randn(5, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(z), torch.sigmoid(g.rest(g.first(z))))
+        x = torch.rand(5, 1, 28, 28)
+        torch.testing.assert_close(model.discriminator(x * 2 - 1)[0], d.head(d.convs(x)).squeeze(1))
 
 
 def test_losses_match_closed_forms():
@@ -73,10 +98,11 @@ def test_losses_match_closed_forms():
     torch.testing.assert_close(hinge._g_loss(fake), torch.tensor(-(0.5 - 3.0 + 1.2) / 3))
 
 
-@pytest.mark.parametrize("name,loss,d_steps", [("gan", "nonsaturating", 1), ("cgan", "hinge", 2)])
-def test_one_step_updates_both_networks(name, loss, d_steps):
+@pytest.mark.parametrize("name,loss,d_steps,arch", [("gan", "nonsaturating", 1, "dcgan"), ("cgan", "hinge", 2, "dcgan"),
+                                                    ("cgan", "nonsaturating", 1, "infogan")])
+def test_one_step_updates_both_networks(name, loss, d_steps, arch):
     torch.manual_seed(0)
-    model = make(name, loss=loss, d_steps=d_steps)
+    model = make(name, loss=loss, d_steps=d_steps, arch=arch)
     before = copy.deepcopy(model.state_dict())
     metrics = model.train_step(batch())
     after = model.state_dict()
@@ -154,9 +180,10 @@ def test_auxiliary_classifier_loss_is_cross_entropy_and_off_at_zero():
     assert not torch.equal(updates[1.0]["discriminator"][conv], updates[0.0]["discriminator"][conv])
 
 
-def test_ema_follows_its_formula_and_is_what_sample_uses():
+@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
+def test_ema_follows_its_formula_and_is_what_sample_uses(arch):
     torch.manual_seed(0)
-    model = make("gan", ema_decay=0.999)
+    model = make("gan", ema_decay=0.999, arch=arch)
     start = {k: v.clone() for k, v in model.generator.state_dict().items()}
     model.train_step(batch())
     # First update: β_0 = min(0.999, 1/10) = 0.1, so θ_ema = 0.1·θ_0 + 0.9·θ_1 (running stats too).
@@ -174,7 +201,8 @@ def test_ema_follows_its_formula_and_is_what_sample_uses():
     model.train(False)
     with torch.no_grad():
         torch.testing.assert_close(samples, (model.generator_ema(z) + 1) / 2)
-        assert not torch.allclose(samples, (model.generator(z) + 1) / 2, atol=1e-4)
+        # not the raw G's images (infogan's tiny test networks draw grey 0.5 ± 10⁻⁴ at first: a tight bound)
+        assert not torch.allclose(samples, (model.generator(z) + 1) / 2, rtol=0, atol=1e-6)
 
 
 def test_class_grid_row_k_is_class_k():
@@ -198,19 +226,20 @@ def _train(model, first: int, last: int):
     return [model.train_step(batch(seed=i)) for i in range(first, last)]
 
 
-def test_training_is_deterministic_and_resumes_exactly():
+@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
+def test_training_is_deterministic_and_resumes_exactly(arch):
     torch.manual_seed(0)
-    first = make("cgan", d_steps=2)
+    first = make("cgan", d_steps=2, arch=arch)
     _train(first, 0, 2)
     saved_state, saved_rng = copy.deepcopy(first.state_dict()), rng_state()
     continued = _train(first, 2, 4)
 
-    resumed = make("cgan", d_steps=2)
+    resumed = make("cgan", d_steps=2, arch=arch)
     resumed.load_state_dict(saved_state)
     set_rng_state(saved_rng)
     resumed_metrics = _train(resumed, 2, 4)
     torch.manual_seed(0)
-    again = make("cgan", d_steps=2)
+    again = make("cgan", d_steps=2, arch=arch)
     again_metrics = _train(again, 0, 4)[2:]
     for model, metrics in ((resumed, resumed_metrics), (again, again_metrics)):
         for a, b in zip(continued, metrics):
@@ -247,11 +276,56 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
     ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),
     ("model.embed_dim=0", "model.embed_dim=0 is not allowed: expected an integer >= 1"),
+    ("model.arch=resnet", "model.arch='resnet' is not allowed: choose one of dcgan, infogan"),
 ])
 def test_bad_gan_values_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
         validate_train(composed("model=cgan", override))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_infogan_follows_the_fp16_rules_and_trains_under_fp16():
+    with pytest.raises(ConfigError, match="R1's double backward through BatchNorm overflows fp16"):
+        validate_train(composed("model=gan", "model.arch=infogan", "hardware.precision=fp16"))
+    torch.manual_seed(0)
+    model = make("cgan", arch="infogan", r1_gamma=0.0)
+    skipped = []
+    for i in range(12):  # loss scaling skips the first updates while S falls from 2^16 (~10 here)
+        before = copy.deepcopy(model.state_dict())
+        with torch.autocast("cpu", dtype=torch.float16):
+            metrics = model.train_step(batch(seed=i))
+        assert torch.isfinite(metrics["d_loss"]) and torch.isfinite(metrics["g_loss"])
+        skipped.append(bool(optim.skipped_update(model.optimizers())))
+    assert skipped[0] and not skipped[-1]
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+    for net in ("generator", "discriminator"):  # the last, unskipped update moved both networks
+        assert any(not torch.equal(v, before[net][k]) for k, v in model.state_dict()[net].items() if v.is_floating_point())
+
+
+def test_checkpoints_before_model_arch_ran_dcgan():
+    config = {"model": {"_target_": "genlab.models.gan.CGAN", "name": "cgan", "class_loss": 5.0}}
+    from genlab.models import migrate_config
+
+    migrate_config(config)
+    assert config["model"]["arch"] == "dcgan"
+
+
+def test_infogan_cgan_samples_from_its_checkpoint_in_every_mode(tmp_path):
+    from genlab.sample import load_model, render
+    from genlab.train import train
+
+    cfg = compose_jobs("train", [*TINY, "model=cgan", "model.arch=infogan", "noise_dim=8"], False)[0]
+    model = load_model(train(cfg, tmp_path / "run")["ckpt"])  # rebuilt from the checkpoint alone
+    seeded = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    grid, per_row = render(model, "grid", 6, 3, None, seeded())  # the class grid: 3 classes × 2
+    assert grid.shape == (6, 1, 16, 16) and per_row == 2 and 0 <= grid.min() and grid.max() <= 1
+    path, _ = render(model, "interpolate", 6, 3, 1, seeded())
+    ends, _ = render(model, "grid", 4, 3, 1, seeded())  # rows run from sample i to sample 2 + i
+    torch.testing.assert_close(path.view(2, 3, 1, 16, 16)[:, 0], ends[:2])
+    torch.testing.assert_close(path.view(2, 3, 1, 16, 16)[:, -1], ends[2:])
+    directions, names = model.directions(5, seeded())
+    assert directions.shape == (5, 8) and len(names) == 5 and names[0].startswith("PC0 ")
+    torch.testing.assert_close(directions.norm(dim=1), torch.ones(5))
 
 
 def test_cgan_needs_two_classes(monkeypatch):

@@ -1,17 +1,20 @@
-"""GAN and class-conditional GAN: DCGAN networks, non-saturating or hinge loss, an EMA generator.
+"""GAN and class-conditional GAN: DCGAN or InfoGAN networks, non-saturating or hinge loss, an EMA generator.
 
-Networks (Radford et al. 2016, "Unsupervised Representation Learning with Deep Convolutional
-GANs"): the generator maps z ~ N(0, I) through a linear projection and stride-2 transposed
-convolutions with BatchNorm + ReLU to tanh output x̃ in [−1, 1] (images in [0, 1] are (x̃ + 1)/2);
-the discriminator maps an image scaled to [−1, 1] through stride-2 convolutions with LeakyReLU(0.2)
-(BatchNorm after all but the first) to features φ(x) and a real-valued score (a logit):
+Networks, picked by `model.arch` (genlab/models/gan_nets.py): `dcgan` (default; Radford et al. 2016,
+"Unsupervised Representation Learning with Deep Convolutional GANs"): the generator maps z ~ N(0, I)
+through a linear projection and stride-2 transposed convolutions with BatchNorm + ReLU to tanh output
+x̃ in [−1, 1] (images in [0, 1] are (x̃ + 1)/2); the discriminator maps an image scaled to [−1, 1]
+through stride-2 convolutions with LeakyReLU(0.2) (BatchNorm after all but the first) to features φ(x)
+and a real-valued score (a logit). `infogan`: the networks of Lucic et al. 2018's study, two FC and
+two (de)conv layers each. Either way:
 
     gan:   D(x)    = w·φ(x) + b
     cgan:  D(x, y) = w·φ(x) + b + e_D(y)·φ(x)      projection discriminator (Miyato & Koyama 2018,
                                                    "cGANs with Projection Discriminator")
            G(z, y) = G([z, e_G(y)])                learned label embedding e_G(y) concatenated to z
 
-Weights start from DCGAN's N(0, 0.02²); e_G keeps N(0, 1) (the scale of z), e_D starts at N(0, 0.02²).
+Weights start from N(0, 0.02²) (gan_nets.py has each arch's details); e_G keeps N(0, 1) (the scale of
+z), e_D starts at N(0, 0.02²).
 
 Losses per image, with σ the logistic sigmoid, softplus(t) = log(1 + eᵗ) and x̃ = G(z, y):
 
@@ -56,11 +59,12 @@ after each generator update (genlab/models/ema.py; `ema_decay` = 0 makes it a co
 Sliders of `genlab explore` (`directions`): GANSpace (Härkönen, Hertzmann, Lehtinen & Paris 2020,
 "GANSpace: Discovering Interpretable GAN Controls", §2.2 for BigGAN). Draw N = GANSPACE_SAMPLES
 z_j ~ N(0, I) (cgan: with uniform classes c_j), take the EMA generator's first activations
-a_j = ReLU(BN(W·[z_j, e(c_j)] + b)) (its first layer), centre them (cgan: per class, so the
-directions describe what the noise changes within a class), and find their top k principal
-directions V_k (randomized PCA, Halko et al. 2011). The PCA coordinates x_j = V_kᵀ(a_j − ā) are
-transferred to z-space by least-squares regression, U = argmin_U Σ_j ‖U x_j − z_j‖², and each
-column of U, normalized to unit length, is one direction, named with its share of the variance.
+a_j = f(BN(W·[z_j, e(c_j)] + b)) (its first layer; f = ReLU for dcgan, LeakyReLU(0.2) for infogan),
+centre them (cgan: per class, so the directions describe what the noise changes within a class),
+and find their top k principal directions V_k (randomized PCA, Halko et al. 2011). The PCA
+coordinates x_j = V_kᵀ(a_j − ā) are transferred to z-space by least-squares regression,
+U = argmin_U Σ_j ‖U x_j − z_j‖², and each column of U, normalized to unit length, is one direction,
+named with its share of the variance.
 
 Logged scalars (per image, averaged over the d_steps updates where they come from D):
     d_loss, g_loss        L_D (without R1) and L_G
@@ -85,7 +89,7 @@ from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
 from genlab.models.ema import average_of, require_decay, update_average
-from genlab.models.nets import ConvDecoder, ConvEncoder, dcgan_init
+from genlab.models.gan_nets import ARCHS
 from genlab.models.optim import make_optimizer
 
 
@@ -93,18 +97,19 @@ GANSPACE_SAMPLES = 4096  # z drawn for the GANSpace PCA of `directions`
 
 
 class Generator(nn.Module):
-    """(z, labels) → images in [−1, 1]; labels are used only when num_classes > 0."""
+    """(z, labels) → images in [−1, 1] through the `arch` generator; labels are used only when num_classes > 0."""
 
-    def __init__(self, image_shape, width: int, latent_dim: int, num_classes: int, embed_dim: int):
+    def __init__(self, image_shape, arch: str, width: int, latent_dim: int, num_classes: int, embed_dim: int):
         super().__init__()
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
-        self.net = ConvDecoder(image_shape, width, latent_dim + (embed_dim if num_classes else 0), norm=True)
-        self.net.apply(dcgan_init)
+        self.net = ARCHS[arch][0](image_shape, width, latent_dim + (embed_dim if num_classes else 0))
+
+    def inputs(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The network's input: z, with the label embedding e_G(y) appended for a conditional model."""
+        return z if self.embed is None else torch.cat([z, self.embed(labels)], 1)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], 1)
-        return torch.tanh(self.net(z))
+        return self.net(self.inputs(z, labels))
 
 
 class Discriminator(nn.Module):
@@ -113,10 +118,9 @@ class Discriminator(nn.Module):
     The projection term is there when num_classes > 0, the auxiliary classifier when also `classify`.
     """
 
-    def __init__(self, image_shape, width: int, num_classes: int, classify: bool = False):
+    def __init__(self, image_shape, arch: str, width: int, num_classes: int, classify: bool = False):
         super().__init__()
-        self.net = ConvEncoder(image_shape, width, 1, norm=True, slope=0.2)
-        self.net.apply(dcgan_init)
+        self.net = ARCHS[arch][1](image_shape, width)
         self.project = nn.Embedding(num_classes, self.net.flat_features) if num_classes else None
         if self.project is not None:
             nn.init.normal_(self.project.weight, 0.0, 0.02)
@@ -142,7 +146,7 @@ def _grad_norm(module: nn.Module) -> torch.Tensor:
 
 
 class GAN(GenerativeModel):
-    """Unconditional DCGAN with two optimizers (same optimizer section, one per network)."""
+    """Unconditional GAN with two optimizers (same optimizer section, one per network)."""
 
     nets = ("generator", "discriminator")
     conditional = False  # CGAN: labels feed G and D
@@ -155,8 +159,9 @@ class GAN(GenerativeModel):
         self.num_classes = num_classes if self.conditional else None
         self.class_loss = model["class_loss"] if self.conditional else 0.0
         classes, embed_dim = (num_classes, model["embed_dim"]) if self.conditional else (0, 0)
-        self.generator = Generator(image_shape, model["width"], self.latent_dim, classes, embed_dim).to(device)
-        self.discriminator = Discriminator(image_shape, model["width"], classes, self.class_loss > 0).to(device)
+        arch, width = model["arch"], model["width"]
+        self.generator = Generator(image_shape, arch, width, self.latent_dim, classes, embed_dim).to(device)
+        self.discriminator = Discriminator(image_shape, arch, width, classes, self.class_loss > 0).to(device)
         self.generator_ema = average_of(self.generator)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
@@ -165,6 +170,7 @@ class GAN(GenerativeModel):
 
     @classmethod
     def validate(cls, cfg) -> None:
+        require(cfg, "model.arch", "str", choices=tuple(ARCHS))
         require(cfg, "model.latent_dim", "int", low=1)
         require(cfg, "model.width", "int", low=1)
         require(cfg, "model.lr", "number", low=0, low_open=True)
@@ -182,6 +188,7 @@ class GAN(GenerativeModel):
     @classmethod
     def migrate(cls, config: dict) -> None:
         config["model"].setdefault("mode_seeking", 0.0)  # added after the first checkpoints: they ran without it
+        config["model"].setdefault("arch", "dcgan")  # the only networks before model.arch
         config.pop("beta", None)  # the VAE's shorthand, at the top of every run's config before it moved to vae.yaml
 
     def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -292,10 +299,8 @@ class GAN(GenerativeModel):
         g = self.generator_ema
         z = self.prior(GANSPACE_SAMPLES, generator)
         labels = self.random_labels(GANSPACE_SAMPLES, generator)
-        inputs = z if labels is None else torch.cat([z, g.embed(labels.to(self.device)).cpu()], 1)
-        first = g.net.deconvs[:2]  # BatchNorm (eval mode) and ReLU after the linear projection
-        ch, size = g.net.start
-        y = first(g.net.head(inputs.to(self.device)).view(-1, ch, size, size)).flatten(1).float().cpu()
+        inputs = g.inputs(z.to(self.device), None if labels is None else labels.to(self.device))
+        y = g.net.first_activations(inputs).float().cpu()  # BatchNorm in eval mode
         groups = torch.zeros(len(y), dtype=torch.long) if labels is None else labels
         means = torch.zeros(int(groups.max()) + 1, y.shape[1]).index_add_(0, groups, y)
         y = y - (means / torch.bincount(groups, minlength=len(means)).clamp(min=1)[:, None])[groups]
