@@ -18,6 +18,16 @@ and more), then torch-fidelity. A file must match the SHA-1: genlab never runs u
 
 Feature extraction runs at about 4 images/s on one CPU core, so the real images' feature sums are
 cached in <cache>/inception/, keyed by the dataset settings, preprocessing, n and weights.
+
+Noise floor (`noise_floor`): the FID between the even- and the odd-indexed halves of the same n test
+images, n/2 against n/2, from sums cached beside the whole set's (no extra Inception pass). It is
+what a perfect model would score against this test set: an FID near it cannot be improved on here,
+and a difference between two models well below it needs repeated sample draws (eval `seed`) before
+it means anything (FID's spread over draws is typically smaller than this bias). It overstates the
+floor at n against n: the FID of finite samples is biased upwards, roughly in proportion to 1/n
+(Chong & Forsyth 2020, "Effectively Unbiased FID and Inception Score and where to find them").
+Interleaved halves, not the first and last n/2: MNIST's first 5,000 test images come from other
+writers than its last 5,000 (cleaner, per LeCun et al.'s MNIST page).
 """
 
 from __future__ import annotations
@@ -156,6 +166,7 @@ def real_stats_path(cache: Path, dataset: dict, n: int, weights: Path | None) ->
 
 
 REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
+HALVES = (("even", "real"), ("odd", "fake"))  # test images of even / odd index → their side in the split metric
 
 
 def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -165,28 +176,58 @@ def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def inception_fid(metric, real_batches, fake_batches, stats_path: Path, progress) -> tuple[float, bool]:
-    """FID from iterables of uint8 image batches; real feature sums come from / go to stats_path.
+    """FID from iterables of uint8 image batches; real feature sums come from / go to stats_path,
+    as two halves (even- and odd-indexed images, for `noise_floor`) that add up to the whole set's.
 
     `progress(images)` is called after each batch. Returns the FID and whether the real statistics
     were read from the cache.
     """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     from genlab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     cached = False
     if stats_path.is_file():
         try:
             state = load_checkpoint(stats_path)
-            for name in REAL_STATES:
-                setattr(metric, name, state[name].to(getattr(metric, name)))
+            halves = {half: [state[name.replace("real", half)] for name in REAL_STATES] for half, _ in HALVES}
             cached = True
-        except (CheckpointError, KeyError):
+        except (CheckpointError, KeyError):  # also a cache from before the halves: embedded again
             cached = False
     if not cached:
+        split, seen = FrechetInceptionDistance(feature=metric.inception).to(metric.device), 0  # the same network
         for batch in real_batches():
-            metric.update(as_rgb_uint8(batch), real=True)
+            images = as_rgb_uint8(batch)
+            for offset, (_, side) in enumerate(HALVES):
+                part = images[(seen + offset) % 2 :: 2]  # the images whose index in the whole set is even / odd
+                if len(part):
+                    split.update(part, real=side == "real")
+            seen += len(batch)
             progress(len(batch))
-        save_checkpoint({name: getattr(metric, name).cpu() for name in REAL_STATES}, stats_path)
+        halves = {half: [getattr(split, name.replace("real", side)).cpu() for name in REAL_STATES] for half, side in HALVES}
+        save_checkpoint({name.replace("real", half): value for half, values in halves.items()
+                         for name, value in zip(REAL_STATES, values)}, stats_path)
+    for name, even, odd in zip(REAL_STATES, *halves.values()):
+        setattr(metric, name, (even + odd).to(getattr(metric, name)))
     for batch in fake_batches():
         metric.update(as_rgb_uint8(batch), real=False)
         progress(len(batch))
     return float(metric.compute()), cached
+
+
+def noise_floor(stats_path: Path) -> float | None:
+    """FID between the even- and odd-indexed halves of the real images cached at stats_path (module
+    docstring); None below 2 images a half, where a covariance is undefined. Each half's Gaussian is
+    torchmetrics': mean μ = Σf / m, covariance (Σffᵀ − m·μμᵀ) / (m − 1), from its m images' features f."""
+    from genlab.metrics.frechet import frechet_distance
+    from genlab.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(stats_path)
+    stats = []
+    for half, _ in HALVES:
+        total, outer_total, m = (state[name.replace("real", half)].double() for name in REAL_STATES)
+        if m < 2:
+            return None
+        mean = total / m
+        stats += [mean, (outer_total - m * torch.outer(mean, mean)) / (m - 1)]
+    return frechet_distance(*stats)
