@@ -14,8 +14,17 @@ overrides, no preset or other added group) and refuses a key the job has and the
 naming the closest known key. Hydra's own
 keys (`hydra.*`, launchers included) are not part of a job.
 
-Hydra internals relied on (tests/test_compose.py pins each):
+A config file that YAML or OmegaConf cannot read (a syntax error, a tag such as
+`!!python/object/apply`, which the loader refuses without running anything) is reported in one
+line naming the file, the line and the reason, whichever of genlab's, `hydra.searchpath`'s or
+`--config-dir`'s folders it is in.
+
+Hydra internals relied on (tests/test_compose.py and tests/test_config_files.py pin each):
 - `hydra._internal.utils.get_args_parser`: the app's own argv parser (-m, --cfg, --help, …);
+- `create_config_search_path` and `Hydra.create_main_hydra2`: the search path `--config-dir` joins,
+  where the app's `run_hydra` puts it (after genlab's configs, before structured configs);
+- `FileConfigSource.load_config` and its local `full_path`: the file being read when YAML or
+  OmegaConf refused it (their errors name no file, or not in one line);
 - `BasicSweeper.split_arguments`: the jobs of a sweep, in the order the basic sweeper runs them;
 - `OverridesParser`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`);
 - `hydra.runtime.choices` of a config composed with Hydra's node: the option of every group,
@@ -24,7 +33,9 @@ Hydra internals relied on (tests/test_compose.py pins each):
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import re
 from argparse import Namespace
 from dataclasses import dataclass
@@ -128,7 +139,13 @@ def _one_line(error: Exception, config_name: str, known: set[str] | None = None)
     """Hydra's composition errors, cut down to one line with the fix."""
     from hydra.errors import MissingConfigException
 
+    unreadable = _unreadable_file(error)
+    if unreadable is not None:
+        return unreadable
     text = str(error)
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file == config_name and not error.options:
+        return (f"cannot find the config {config_name!r} (--config-name): pass --config-dir=<the folder holding "
+                f"{config_name}.yaml>")
     if isinstance(error, MissingConfigException) and error.options:
         group = error.missing_cfg_file.rsplit("/", 1)[0] if error.missing_cfg_file else "?"
         wanted = re.search(r"Could not find '([^']+)'", text)
@@ -139,6 +156,42 @@ def _one_line(error: Exception, config_name: str, known: set[str] | None = None)
         found = re.search(r"override '([^']+)'", text)
         return unknown_key(found.group(1) if found else "", known or set(), config_name)
     return " ".join(text.split())
+
+
+def _unreadable_file(error: BaseException) -> str | None:
+    """The one line for a config file that YAML or OmegaConf could not read (the file, the line
+    where YAML gives one, the reason and the fix); None when `error` was not raised reading a file."""
+    import yaml
+    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+
+    # OmegaConf's and the decoder's errors do not name the file; the frame of Hydra's reader holds it.
+    frame = error.__traceback__
+    while frame is not None and frame.tb_frame.f_code is not FileConfigSource.load_config.__code__:
+        frame = frame.tb_next
+    if frame is None:
+        return None
+    path = frame.tb_frame.f_locals["full_path"]
+    cause = error.__cause__ or error  # Hydra wraps OmegaConf's errors in a ConfigCompositionException
+    where, fix = "", "correct it"
+    if isinstance(cause, yaml.MarkedYAMLError):
+        mark = cause.problem_mark or cause.context_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        reason = (cause.problem or cause.context).replace("tag:yaml.org,2002:", "!!")  # as the file spells it
+        if cause.problem and cause.context:
+            since = f" from line {cause.context_mark.line + 1}" if cause.context_mark else ""
+            reason += f" ({cause.context}{since})"
+        tag = "constructor for the tag" in reason
+        fix = "remove the tag (genlab configs are plain YAML)" if tag else "correct the YAML there"
+    elif isinstance(cause, UnicodeDecodeError):
+        reason, fix = f"it is not UTF-8 text ({cause.reason})", "save it as UTF-8"
+    elif isinstance(cause, OSError):
+        reason, fix = cause.strerror or str(cause), "make it readable"
+    elif getattr(cause, "full_key", None):  # OmegaConf: a value it cannot hold, e.g. an unclosed ${…}
+        reason = f"key {cause.full_key}: {str(cause.msg).splitlines()[0]}"
+        fix = "correct that value"
+    else:
+        reason = " ".join(str(cause).split())
+    return f"cannot read {path}{where}: {reason}; {fix}"
 
 
 @dataclass
@@ -152,26 +205,26 @@ class Command:
     output_dir_from_clock: bool
 
 
-def compose_command(config_name: str, overrides: list[str], multirun: bool) -> Command:
-    """Compose every job the command line asks for, once each; ConfigError on a bad override or
-    an unknown key."""
-    from hydra import compose, initialize_config_dir
+def compose_command(config_name: str, overrides: list[str], multirun: bool,
+                    user_config_dir: str | None = None) -> Command:
+    """Compose every job the command line asks for, once each; ConfigError on a bad override, an
+    unknown key or a config file that cannot be read. user_config_dir: the folder --config-dir names."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     jobs = [overrides]
     if multirun:
         jobs = [list(job) for chunk in BasicSweeper.split_arguments(parse_overrides(overrides), None) for job in chunk]
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        composer = _Composer(config_name, overrides)
-        composed = []
-        for job in jobs:
-            try:
+    with _search_path(user_config_dir):
+        composer, job = None, overrides
+        try:
+            composer = _Composer(config_name, overrides)
+            composed = []
+            for job in jobs:
                 composed.append(composer.job(job))
-            except (HydraException, OmegaConfBaseException) as e:
-                raise ConfigError(_one_line(e, config_name, _known_without_failing(composer, job, e))) from None
-            composer.check_keys(composed[-1])
+                composer.check_keys(composed[-1])
+        except _composition_errors() as e:
+            known = _known_without_failing(composer, job, e) if composer is not None else set()
+            raise ConfigError(_one_line(e, config_name, known)) from None
     # A sweep's directory is the same for every job.
     key = "sweep" if multirun else "run"
     from_clock = "${now:" in str(OmegaConf.to_container(composed[0].hydra[key], resolve=False)["dir"])
@@ -182,24 +235,55 @@ def compose_command(config_name: str, overrides: list[str], multirun: bool) -> C
     return Command(composed, output_dir, from_clock)
 
 
+@contextlib.contextmanager
+def _search_path(user_config_dir: str | None):
+    """Hydra's compose API over the search path of the command's app: genlab's configs, then the
+    folder --config-dir names, where the app's `run_hydra` puts it."""
+    from hydra import initialize_config_dir
+
+    if user_config_dir is not None and not os.path.isdir(user_config_dir):
+        raise ConfigError(f"--config-dir {user_config_dir} is not a folder: name the folder that holds your config files")
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # restores Hydra's state on exit
+        if user_config_dir is not None:
+            from hydra._internal.hydra import Hydra
+            from hydra._internal.utils import create_config_search_path
+            from hydra.core.config_search_path import SearchPathQuery
+            from hydra.core.global_hydra import GlobalHydra
+
+            search_path = create_config_search_path(config_dir())
+            search_path.prepend("command-line", f"file://{os.path.abspath(user_config_dir)}",
+                                anchor=SearchPathQuery(provider="schema"))
+            GlobalHydra.instance().clear()
+            Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+        yield
+
+
 def _known_without_failing(composer: _Composer, job: list[str], error: Exception) -> set[str]:
     """The keys a job would have without the override Hydra refused (for a "did you mean")."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     found = re.search(r"override '([^']+)'", str(error))
     if found is None:
         return set()
     kept = [o for o in job if not o.lstrip("+~").startswith(found.group(1) + "=")]
     try:
         return composer.known_keys(composer.job(kept))
-    except (HydraException, OmegaConfBaseException):
+    except _composition_errors():
         return set()
 
 
-def compose_jobs(config_name: str, overrides: list[str], multirun: bool = False) -> list[DictConfig]:
+def _composition_errors() -> tuple[type[Exception], ...]:
+    """What composing raises for a bad override or config file (YAML's errors and reading a file's
+    pass through Hydra unwrapped)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
+
+    return HydraException, OmegaConfBaseException, YAMLError, UnicodeDecodeError, OSError
+
+
+def compose_jobs(config_name: str, overrides: list[str], multirun: bool = False,
+                 user_config_dir: str | None = None) -> list[DictConfig]:
     """The config of every job the command line asks for (see compose_command)."""
-    return compose_command(config_name, overrides, multirun).jobs
+    return compose_command(config_name, overrides, multirun, user_config_dir).jobs
 
 
 def _output_dir(cfg: DictConfig, multirun: bool) -> Path | None:

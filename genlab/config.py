@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checks import ConfigError, is_number, require
+from genlab.checks import ConfigError, is_number, memory_budget, require, require_fits
 from genlab.compose import config_dir  # noqa: F401  (the configs' folder, for the Hydra apps)
 from genlab.errors import UserError
 from genlab.training.checkpoint import refuse_overwrite
@@ -36,7 +36,8 @@ def validate_train(cfg: DictConfig) -> None:
     _validate_dataset(cfg)
     from genlab.models import model_class
 
-    model_class(OmegaConf.to_container(cfg.model)).validate(cfg)  # its own keys, before those that read them
+    family = model_class(OmegaConf.to_container(cfg.model))
+    family.validate(cfg)  # its own keys, before those that read them
     require(cfg, "optimizer.lr", "number", low=0, low_open=True)
     require(cfg, "optimizer.weight_decay", "number", low=0)
     if "betas" in cfg.optimizer:
@@ -47,24 +48,23 @@ def validate_train(cfg: DictConfig) -> None:
         require(cfg, "optimizer.momentum", "number", low=0, high=1)
     validate_eval(cfg, "eval.", "eval.at_end")
     check_memory(cfg)
+    from genlab.data import image_shape
+    from genlab.metrics.evaluation import applicable, check_sizes
+
+    # eval.at_end runs after training: its sizes are checked now, not hours later.
+    at_end = OmegaConf.to_container(cfg.eval.at_end) if OmegaConf.is_list(cfg.eval.at_end) else cfg.eval.at_end
+    names = applicable(family, cfg.dataset.name) if at_end == "auto" else at_end
+    check_sizes(names, OmegaConf.to_container(cfg.eval, resolve=True), image_shape(cfg.dataset), "eval.")
 
 
 # A training step holds at least the weights, their gradients and Adam's two moments (4 values per
-# parameter), and the largest activation with its gradient; float32, 4 bytes a value. A run whose
-# lower bound exceeds the device's memory cannot run, so it is refused before any work.
+# parameter), and the largest activation with its gradient, of a training batch or of the logged
+# grid (decoded at once); float32, 4 bytes a value. A run whose lower bound exceeds the device's
+# memory cannot run, so it is refused before any work.
 BYTES_PER_VALUE = 4
 VALUES_PER_PARAMETER = 4
 VALUES_PER_ACTIVATION = 2
-
-
-def device_memory_bytes(device: str) -> int:
-    """Total memory of the device a run trains on: the GPU's, or the machine's RAM."""
-    import torch
-
-    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        index = int(device.partition(":")[2] or 0)
-        return torch.cuda.get_device_properties(index).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+MEMORY_SIZES = ("model.width", "model.latent_dim", "trainer.batch_size", "trainer.grid_size")
 
 
 def check_memory(cfg: DictConfig) -> None:
@@ -73,23 +73,25 @@ def check_memory(cfg: DictConfig) -> None:
     from genlab.data import image_shape, num_classes
     from genlab.models import size_estimate
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    sizes = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in
-                      ("model.width", "model.latent_dim", "trainer.batch_size", "dataset.image_size")
-                      if OmegaConf.select(cfg, key) is not None)
+    sizes = {key: OmegaConf.select(cfg, key) for key in MEMORY_SIZES if OmegaConf.select(cfg, key) is not None}
+
+    def need(sized: dict[str, int]) -> int:
+        run = OmegaConf.to_container(cfg, resolve=True)
+        for key, value in sized.items():
+            group, name = key.split(".")
+            run[group][name] = value
+        trainer = run["trainer"]
+        parameters, activation = size_estimate(run["model"], run["optimizer"], image_shape(run["dataset"]),
+                                               num_classes(run["dataset"]), max(trainer["batch_size"], trainer["grid_size"]))
+        return BYTES_PER_VALUE * (VALUES_PER_PARAMETER * parameters + VALUES_PER_ACTIVATION * activation)
+
+    subject = f"model={cfg.model.name} on dataset.image_size={cfg.dataset.image_size} images"
     try:
-        parameters, activation = size_estimate(plain["model"], plain["optimizer"], image_shape(plain["dataset"]),
-                                               num_classes(plain["dataset"]), plain["trainer"]["batch_size"])
+        require_fits(subject, sizes, need, memory_budget(cfg.hardware.device))
     except (RuntimeError, ValueError, OverflowError) as e:
-        raise ConfigError(f"the networks of model={cfg.model.name} cannot be built at {sizes} "
+        at = ", ".join(f"{key}={value}" for key, value in sizes.items())
+        raise ConfigError(f"the networks of model={cfg.model.name} cannot be built at {at} "
                           f"({str(e).splitlines()[0][:120]}): use smaller sizes") from None
-    need = BYTES_PER_VALUE * (VALUES_PER_PARAMETER * parameters + VALUES_PER_ACTIVATION * activation)
-    have = device_memory_bytes(cfg.hardware.device)
-    if need > have:
-        raise ConfigError(f"model={cfg.model.name} at {sizes} needs at least {need / 2**30:,.1f} GiB "
-                          f"({parameters:,} parameters, an activation of {activation:,} values), more than the "
-                          f"{have / 2**30:,.1f} GiB of {cfg.hardware.device if cfg.hardware.device != 'auto' else 'this machine'}: "
-                          "use smaller sizes")
 
 
 def validate_hardware(cfg: DictConfig) -> None:

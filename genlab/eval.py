@@ -14,7 +14,8 @@
     inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py)
 
 The work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
-any work, a rich table, one-line errors.
+any work (sizes that cannot fit in memory, or nll's n·k beyond MAX_DECODER_PASSES, once the
+checkpoint says the image size), a rich table, one-line errors.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def run(args: list[str]) -> None:
     parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:
-            for cfg in compose_jobs(parsed.config_name or "eval", parsed.overrides, parsed.multirun):
+            for cfg in compose_jobs(parsed.config_name or "eval", parsed.overrides, parsed.multirun, parsed.config_dir):
                 validate_eval(cfg, "", "metrics")
                 validate_hardware(cfg)
         except ConfigError as e:

@@ -28,6 +28,8 @@ order: a grid of thousands of images is too large to look at, and metrics want t
 `out=` picks either by its suffix. Images are generated `batch_size` at a time from latents drawn
 up front (the same latents whatever the batch size), so memory stays bounded; the .npz is written
 batch by batch. stderr gets the generation rate in images per second (the networks' time only).
+Sizes whose latents and images cannot fit in memory, or whose .npz cannot fit on its disk, are
+refused before any image is made, naming the largest n (or steps, batch_size) that fits.
 
 The same checkpoint, options and seed give the same file, byte for byte.
 """
@@ -164,6 +166,37 @@ def render(model, mode: str, n: int, steps: int, label: int | None, generator, b
     return torch.cat(list(generate(model, z, labels, batch_size))), per_row
 
 
+def check_sizes(model, mode: str, n: int, steps: int, batch_size: int | None, out_path: Path) -> None:
+    """ConfigError, in one line with the largest value that fits, when the latents (all drawn up
+    front) and images `genlab sample` holds cannot fit in this machine's memory, float32 each (a PNG
+    grid holds every image, an .npz one batch), or an .npz in the free space of its disk."""
+    import shutil
+
+    import torch
+
+    from genlab.checks import memory_budget, require_fits
+
+    latent = math.prod(model.prior(1, torch.Generator().manual_seed(0)).shape[1:])
+    pixels = math.prod(model.image_shape)
+    png = out_path.suffix.lower() == ".png"
+    counted = {"steps": steps} if mode == "traverse" else {"n": n}
+
+    def count(s: dict[str, int]) -> int:  # traverse: a row of `steps` images per latent dimension
+        return s["steps"] * latent if mode == "traverse" else s["n"]
+
+    def memory(s: dict[str, int]) -> int:
+        images = count(s)
+        return 4 * (images * latent + (images if png else min(s.get("batch_size", images), images)) * pixels)
+
+    require_fits(f"mode={mode} ({latent} latent and {pixels} pixel values per image)",
+                 {**counted, **({"batch_size": batch_size} if batch_size is not None else {})}, memory, memory_budget())
+    if not png:
+        folder = next(p for p in out_path.parents if p.exists())
+        free = shutil.disk_usage(folder).free
+        require_fits(f"out={out_path}", counted, lambda s: count(s) * pixels,
+                     (free, f"the {free / 2**30:,.1f} GiB free on {folder}"))
+
+
 class Rate:
     """Wraps an iterator of image batches and counts the images and the seconds spent producing them."""
 
@@ -214,6 +247,8 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
         raise ConfigError(f"out={out} with n={n} is not allowed: a PNG grid holds at most {GRID_MAX} images; "
                           f"write all {n} with out=<name>.npz, or pass n<={GRID_MAX}")
     model = load_model(ckpt_path)
+    if latent is None:
+        check_sizes(model, mode, n, steps, batch_size, out_path)
     z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed), latent)
     rate = Rate(generate(model, z, labels, batch_size))
     if suffix == ".png":
@@ -248,7 +283,7 @@ def run(args: list[str]) -> None:
     parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:
-            compose_jobs(parsed.config_name or "sample", parsed.overrides, False)
+            compose_jobs(parsed.config_name or "sample", parsed.overrides, False, parsed.config_dir)
         except ConfigError as e:
             sys.exit(f"genlab sample: error: {e}")
     sys.argv = [sys.argv[0], *args]

@@ -36,8 +36,9 @@ CASES = {
                                               "unknown key 'trainer.batchsize': did you mean trainer.batch_size?"),
     "nan": ("train model.lr=nan", "model.lr=nan is not allowed: expected a finite number > 0"),
     "-inf": ("train model=gan model.r1_gamma=-inf", "model.r1_gamma=-inf is not allowed: expected a finite number >= 0"),
-    "networks larger than memory": ("train model.width=100000", "model=vae at model.width=100000, model.latent_dim=10, "
-                                    "trainer.batch_size=64, dataset.image_size=32 needs at least 47,698.9 GiB"),
+    "networks larger than memory": ("train model.width=100000", "model=vae on dataset.image_size=32 images at "
+                                    "model.width=100000, model.latent_dim=10, trainer.batch_size=64, "
+                                    "trainer.grid_size=64 needs at least 47,698.9 GiB"),
     "networks whose size overflows": ("train model=gan model.width=1000000000", "the networks of model=gan cannot be built "
                                       "at model.width=1000000000"),
     "wrong type": ("train trainer.batch_size=abc", "trainer.batch_size='abc' is not allowed: expected an integer >= 1"),

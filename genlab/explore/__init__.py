@@ -70,7 +70,7 @@ def run(args: list[str]) -> None:
     parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:
-            for cfg in compose_jobs(parsed.config_name or "explore", parsed.overrides, False):
+            for cfg in compose_jobs(parsed.config_name or "explore", parsed.overrides, False, parsed.config_dir):
                 check(cfg)
         except ConfigError as e:
             sys.exit(f"genlab explore: error: {e}")

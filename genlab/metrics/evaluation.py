@@ -3,7 +3,8 @@
 Generated images are quantized to 8 bits (what a PNG of them holds) before any embedding, so both
 sets are seen at the same precision. eval.json keeps each metric with the settings that produced it;
 a later run on the same checkpoint step adds or replaces metrics, and `summary` holds flat scalars
-for tables (the sweep summary reads them).
+for tables (the sweep summary reads them). `check_sizes` refuses, before any metric runs, sizes
+whose memory or nll work cannot fit; each long stage shows its progress (`progress_bar`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from genlab.checks import memory_budget, require_fits
 from genlab.config import METRICS
 from genlab.errors import UserError
 from genlab.files import write_text_atomically
@@ -50,26 +53,78 @@ def check_fits(metrics: list[str], model, dataset: str) -> None:
                             f"not {dataset}: drop it from metrics=")
 
 
+ETA_MIN_S = 60.0  # a stage expected to take longer says so once its rate is measured
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, total: int):
-    """Yields advance(count); a rich progress bar on a terminal, else a log line per tenth done."""
-    if not sys.stderr.isatty():
-        done = [0]
-
-        def advance(count: int) -> None:
-            before, done[0] = done[0], done[0] + count
-            if done[0] * 10 // total > before * 10 // total:
-                log.info(f"{description}: {done[0]:,}/{total:,}")
-
-        yield advance
-        return
+    """Yields advance(count), to call after each batch of `count` images: a rich progress bar on a
+    terminal, else a log line per tenth done. When a second batch is done, the rate since the first
+    (which pays one-off costs: caches, kernel choices) gives the stage's expected time, printed
+    when it is over ETA_MIN_S."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    tty = sys.stderr.isatty()
     with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=Console(stderr=True), transient=True, disable=not tty) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda count: bar.advance(task, count)
+        say = bar.console.print if tty else log.info
+        done, first = 0, None  # first: (time, images done) at the end of the first batch
+
+        def advance(count: int) -> None:
+            nonlocal done, first
+            before, done = done, done + count
+            bar.advance(task, count)
+            if not tty and done * 10 // total > before * 10 // total:
+                say(f"{description}: {done:,}/{total:,}")
+            if first is None:
+                first = (time.perf_counter(), done)
+            elif first[1] == before:  # the second batch
+                rate = (done - first[1]) / max(time.perf_counter() - first[0], 1e-9)
+                left_s = (total - done) / rate
+                if left_s > ETA_MIN_S:
+                    say(f"{description}: {total - done:,} images left at {rate:,.1f}/s, "
+                        f"expected ~{max(1, round(left_s / 60))} min")
+
+        yield advance
+
+
+# The feasibility of an evaluation's sizes (see genlab.checks.require_fits), checked before any work.
+# Bytes per image value that a metric holds for all n images at once: float32 copies (classifier
+# inputs, nll, shapes), uint8 for inception_fid; mig reads MIG_POINTS images whatever n is.
+HELD_BYTES_PER_VALUE = {"inception_fid": 1, "mig": 0}
+INCEPTION_INPUT_VALUES = 3 * 299 * 299
+# nll costs n·k decoder passes. Burda et al. 2016 report k=5000 on MNIST's 10,000 test images
+# (5·10⁷ passes); genlab runs at most 200 times that, ~18 days at the 6,558 passes/s of the default
+# decoder measured on this project's 2-core CPU (see Evaluation.nll).
+MAX_DECODER_PASSES = 10**10
+
+
+def check_sizes(names: list[str], settings: dict, image_shape, prefix: str = "") -> None:
+    """ConfigError, in one line with the largest value that fits, when evaluating `names` at these
+    settings (n, k, batch sizes; keys at `prefix`) would hold more than this machine's memory (a
+    lower bound: the images kept, one batch, nll's k log-weights of an image in float64), or nll's
+    decoder passes exceed MAX_DECODER_PASSES."""
+    if not names:
+        return
+    values = math.prod(image_shape)
+    held = max(HELD_BYTES_PER_VALUE.get(name, 4) for name in names)
+    sizes = {"n": settings["n"], "batch_size": settings["batch_size"]}
+    if "nll" in names:
+        sizes["k"] = settings["k"]
+        require_fits("metric nll", {"n": settings["n"], "k": settings["k"]}, lambda s: s["n"] * s["k"],
+                     (MAX_DECODER_PASSES, f"the {MAX_DECODER_PASSES:.0e} genlab allows (200× Burda et al. 2016's k=5000 "
+                                          "on 10,000 images; ~18 days on a 2-core CPU)"), "decoder passes", prefix)
+    if "inception_fid" in names:
+        sizes["inception.batch_size"] = settings["inception"]["batch_size"]
+
+    def need(s: dict[str, int]) -> int:
+        return ((s["n"] * held + s["batch_size"] * 4) * values + 8 * s.get("k", 0)
+                + 4 * INCEPTION_INPUT_VALUES * s.get("inception.batch_size", 0))
+
+    shape = "×".join(map(str, image_shape))
+    require_fits(f"metrics={','.join(names)} on {shape} images", sizes, need, memory_budget(), prefix=prefix)
 
 
 class Evaluation:
@@ -256,7 +311,7 @@ class Evaluation:
         size = self.settings["inception"]["batch_size"]
         with progress_bar("inception features", 2 * self.n) as advance:
             value, cached = inception_fid(
-                metric, lambda: (self.real_images("test")[i : i + size].to(self.device) for i in range(0, self.n, size)),
+                metric, lambda: (batch.to(self.device) for batch in self.real_images("test").split(size)),
                 lambda: (g.to(self.device) for g in self.generated().split(size)), stats, advance)
         return {"inception_fid": value, "n": self.n, "seed": self.settings["seed"], "protocol": "Lucic et al. 2018",
                 "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
@@ -288,6 +343,7 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
     run = Evaluation.from_checkpoint(state, settings, device)
     names = applicable(run.model, run.dataset["name"]) if metrics == "auto" else list(metrics)
     check_fits(names, run.model, run.dataset["name"])
+    check_sizes(names, settings, run.model.image_shape)
     path = eval_path(ckpt)
     previous = {}
     if path.is_file():
