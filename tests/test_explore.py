@@ -123,6 +123,30 @@ def test_bad_requests_get_a_4xx_and_one_line(servers):
     assert status == 400 and "has no classes" in answer["error"]
 
 
+def test_a_page_of_another_site_cannot_drive_the_server(servers):
+    url, _ = servers["vae"]
+    own = urllib.parse.urlsplit(url).netloc  # 127.0.0.1:<port>
+
+    def post(headers: dict) -> tuple[int, dict]:
+        # A page's form or fetch can send text/plain without a CORS preflight.
+        connection = http.client.HTTPConnection(own, timeout=30)
+        try:
+            connection.request("POST", "/api/decode", body=json.dumps({"seed": 1}),
+                               headers={"Content-Type": "text/plain", **headers})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    for origin in ("http://evil.example", "null", f"http://localhost:{own.split(':')[1]}"):
+        status, answer = post({"Origin": origin})
+        assert status == 403 and "\n" not in answer["error"], answer
+        assert answer["error"] == (f"a request from another site's page ({origin}) is refused: use the explorer's "
+                                   f"own page, http://{own}/")
+    assert post({"Origin": f"http://{own}"})[0] == 200  # the explorer's own page
+    assert post({})[0] == 200  # curl, scripts
+
+
 def test_command_line_keys_errors_and_ctrl_c(servers, tmp_path):
     help_text = genlab("explore", "--help", cwd=tmp_path).stdout
     assert all(key in help_text for key in ("ckpt: ???", "port: 8765", "host: 127.0.0.1", "data_root"))

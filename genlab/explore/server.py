@@ -18,7 +18,9 @@ Routes (nothing else is served; no request names a file):
 
 Images are 8-bit PNGs made with genlab.images.png_bytes, the rule `genlab sample` writes with, so
 the page shows exactly the pixels of the command it prints. A bad request gets a 4xx and
-{"error": one line}.
+{"error": one line}. A request whose Origin header names another site (a page open in the same
+browser) gets 403, so no other page can drive the model; the explorer's own page and clients that
+send no Origin (curl, scripts) are answered.
 """
 
 from __future__ import annotations
@@ -271,6 +273,13 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, value: dict) -> None:
         self._send(status, json.dumps(value).encode(), "application/json")
 
+    def _cross_origin(self) -> str | None:
+        """The Origin of a request sent by a page other than the explorer's own (whose origin is
+        http:// and the Host the request names), else None. Browsers send Origin with a page's
+        POSTs and cross-origin fetches; curl and scripts send none."""
+        origin = self.headers.get("Origin")
+        return None if origin is None or origin == f"http://{self.headers.get('Host')}" else origin
+
     def _host_allowed(self) -> bool:
         """On a loopback address, only requests addressed to it (a page elsewhere that makes the
         browser resolve its own name to 127.0.0.1, DNS rebinding, names another host)."""
@@ -289,6 +298,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if not self._host_allowed():
                 raise BadRequest("this server answers requests to 127.0.0.1 only", HTTPStatus.FORBIDDEN)
+            origin = self._cross_origin()
+            if origin is not None:  # another site open in the same browser must not drive the model
+                raise BadRequest(f"a request from another site's page ({origin[:80]}) is refused: use the explorer's "
+                                 f"own page, http://{self.headers.get('Host')}/", HTTPStatus.FORBIDDEN)
             path = self.path.split("?", 1)[0]
             if path not in routes:
                 raise BadRequest(f"no route {self.command} {path[:80]}: the API is GET /, GET /api/info, "
