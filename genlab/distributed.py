@@ -18,8 +18,9 @@ rank's, so a resumed run continues exactly on every rank.
 Metrics and decisions. The loop averages each step's per-image scalars over the ranks (one
 all-reduce of a few numbers, `mean_over_ranks`) before they enter its window: logs show global-batch
 means, and every rank sees the same NaN at the same step, so on_nonfinite stops or skips on every
-rank alike. A SIGINT/SIGTERM seen by any rank is shared through a CPU all-reduce that overlaps the
-next step (`StopVote`): every rank stops after the same step, and rank 0 writes the checkpoint.
+rank alike. A SIGINT/SIGTERM/SIGHUP seen by any rank is shared through a CPU all-reduce that
+overlaps the next step (`StopVote`): every rank stops after the same step, and rank 0 writes the
+checkpoint.
 
 BatchNorm (the GANs') normalises with the statistics of each rank's B/W images, not of all B, so a
 GAN's losses differ from a single-process run's (torch.nn.SyncBatchNorm would share the statistics;
@@ -27,8 +28,9 @@ it runs on GPUs only). Running statistics are not synchronised (DDP's broadcast_
 they only serve evaluation-mode sampling, and rank 0's are saved.
 
 Only rank 0 writes (TensorBoard events, samples, checkpoints, result records; under torchrun also
-Hydra's .hydra/ files, which Slurm tasks each write alike); the other ranks log warnings and
-errors only. Under torchrun, rank 0 picks the run directory (its clock) for every rank.
+Hydra's .hydra/ files, which Slurm tasks each write alike), so only rank 0 holds the run
+directory's lock (genlab/locks.py); the other ranks log warnings and errors only. Under torchrun,
+rank 0 picks the run directory (its clock) for every rank.
 """
 
 from __future__ import annotations

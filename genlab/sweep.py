@@ -34,12 +34,14 @@ its record said ok: the final log window's means, which the record holds, are no
 (see `genlab.train._app`).
 
 One sweep directory, one launcher: the launcher holds an exclusive lock on
-<sweep dir>/.genlab-sweep.lock (flock) for its lifetime, so a second launch of the same sweep stops
-in one line, and the kernel releases the lock when the launcher dies, kill -9 included. A sweep
-directory named by the time (Hydra's default) is claimed by creating it: two launches in the same
-second get `<time>` and `<time>-2`, never one directory. Each job holds <job dir>/.genlab-job.lock
-while it runs: a job that outlives a killed launcher (a joblib worker, a Slurm job) makes the same
-job of a re-run wait for it, so no job runs in two processes at once.
+<sweep dir>/.genlab-sweep.lock (flock, genlab/locks.py) while it runs, so a second launch of the
+same sweep stops in one line, and the kernel releases the lock when the launcher dies, kill -9
+included. A sweep directory named by the time (Hydra's default) is claimed by creating it: two
+launches in the same second get `<time>` and `<time>-2`, never one directory. Each job holds its
+run directory's lock (<job dir>/.genlab-run.lock, the one `genlab train` holds) while it runs: a
+job that outlives a killed launcher (a joblib worker, a Slurm job), or the job resumed by hand
+(`genlab train resume=<job dir>`), makes the same job of a re-run wait for it, so no job runs in
+two processes at once.
 """
 
 from __future__ import annotations
@@ -57,14 +59,10 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locks
-    fcntl = None
-
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from genlab import locks
 from genlab.errors import UserError
 from genlab.files import write_atomically, write_text_atomically
 
@@ -75,7 +73,6 @@ STATUSES = ("running", "ok", "failed")
 ATTEMPT_OUTPUTS = ("checkpoints", "samples", RECORD_NAME, "events.out.tfevents.*")
 MAX_DIRNAME_BYTES = 200  # below NAME_MAX (255) with room for a hash suffix
 SWEEP_LOCK = ".genlab-sweep.lock"  # in the sweep directory, held by its launcher
-JOB_LOCK = ".genlab-job.lock"  # in a job's directory, held while the job runs
 
 
 # --------------------------------------------------------------------------- job directories
@@ -251,86 +248,46 @@ class SweepRunning(UserError):
     """The sweep directory is held by another launcher."""
 
 
-_held: list[int] = []  # lock file descriptors this process keeps until it exits
-
-
-def _lock(path: Path, wait: bool) -> int | None:
-    """An exclusive flock on `path` (created if missing), its holder's pid written in it; None
-    when another process holds it and not `wait`. The lock lasts until the descriptor is closed,
-    which the kernel does when the process dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _holder(path: Path) -> str:
     """" (pid N)" of the process that wrote its pid into the lock file `path`, when readable."""
-    try:
-        pid = path.read_text().strip()
-    except OSError:
-        return ""
-    return f" (pid {pid})" if pid.isdigit() else ""
+    pid = locks.holder(path)
+    return f" (pid {pid})" if pid else ""
 
 
 def claim_sweep_dir(root: Path | None, from_clock: bool) -> list[str]:
-    """Lock the sweep directory `root` (None: known only at run time, Hydra reports it), for this
-    process's life (the launcher's); return the overrides that pin it.
+    """Lock the sweep directory `root` (None: known only at run time, Hydra reports it) until the
+    launcher's command ends; return the overrides that pin it.
 
     A directory named by the time (`from_clock`: `${now:…}` in hydra.sweep.dir, the default) is
-    claimed by creating it: when it exists (another launch in the same second) the next of
-    `<dir>-2`, `<dir>-3`, … is taken, and pinned with a hydra.sweep.dir override. Any other
-    directory is the user's to re-run into: SweepRunning when another launcher holds it."""
+    claimed by creating it (genlab.locks.claim), and pinned with a hydra.sweep.dir override. Any
+    other directory is the user's to re-run into: SweepRunning when another launcher holds it."""
     from genlab.training.checkpoint import hydra_value
 
     if root is None:
         return []
     try:
-        if not from_clock:
-            root.mkdir(parents=True, exist_ok=True)
-            fd = _lock(root / SWEEP_LOCK, wait=False)
-            if fd is None:
-                raise SweepRunning(f"sweep {root} is already running{_holder(root / SWEEP_LOCK)}: wait for it to end, "
-                                   "or choose another hydra.sweep.dir")
-            _held.append(fd)
-            return []
-        for n in range(1, 1000):
-            claimed = root if n == 1 else root.with_name(f"{root.name}-{n}")
-            try:
-                claimed.mkdir(parents=True)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise SweepRunning(f"{root} and 998 numbered siblings already exist: choose another hydra.sweep.dir")
-        fd = _lock(claimed / SWEEP_LOCK, wait=True)  # new and ours: free at once
+        claimed = locks.claim(root, from_clock, SWEEP_LOCK)
     except OSError as e:
         raise UserError(f"cannot create the sweep directory {root} ({e.strerror or e}): choose another hydra.sweep.dir") from None
-    _held.append(fd)
-    return [f"hydra.sweep.dir={hydra_value(str(claimed))}"]
+    if claimed is None:
+        raise SweepRunning(f"sweep {root} is already running{_holder(root / SWEEP_LOCK)}: wait for it to end, "
+                           "or choose another hydra.sweep.dir")
+    return [f"hydra.sweep.dir={hydra_value(str(claimed))}"] if from_clock else []
 
 
 @contextlib.contextmanager
 def job_lock(run_dir: Path):
-    """Hold the job's lock while it runs. A job that outlived its launcher (a joblib worker, a
-    Slurm job) still holds it: wait until it has finished or died, then go on as usual (skip the
-    finished job, or resume it)."""
-    path = run_dir / JOB_LOCK
-    fd = _lock(path, wait=False)
+    """Hold the job's run directory lock (genlab.locks.RUN_LOCK) while it runs. A job that
+    outlived its launcher (a joblib worker, a Slurm job), or a `genlab train resume=<job dir>`,
+    still holds it: wait until it has finished or died, then go on as usual (skip the finished job,
+    or resume it)."""
+    path = run_dir / locks.RUN_LOCK
+    fd = locks.lock(path, wait=False)
     if fd is None:
         # stderr, not the log: the other process still writes the job's train.log.
         print(f"genlab train: job {run_dir.name} is still running in another process{_holder(path)}: waiting for it",
               file=sys.stderr, flush=True)
-        fd = _lock(path, wait=True)
+        fd = locks.lock(path, wait=True)
     try:
         yield
     finally:
@@ -339,17 +296,8 @@ def job_lock(run_dir: Path):
 
 def sweep_running(root: Path) -> str | None:
     """" (pid N)" (or "") when a launcher holds the sweep directory `root`; None when none does."""
-    path = root / SWEEP_LOCK
-    if fcntl is None or not path.is_file():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _holder(path)
-    finally:
-        os.close(fd)
-    return None
+    pid = locks.held_by(root / SWEEP_LOCK)
+    return None if pid is None else f" (pid {pid})" if pid else ""
 
 
 # --------------------------------------------------------------------------- TensorBoard

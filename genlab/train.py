@@ -9,8 +9,13 @@ failed and the sweep goes on to the next job; a re-run of the sweep skips finish
 unfinished ones from their last checkpoint. The sweep's summary and exit status come from
 `genlab.sweep.SweepSummary` when it ends.
 
-Exit status of `genlab train`: 0 done; 1 a bad input, a NaN/Inf loss or a failed checkpoint write
-(one line on stderr); 128 + N after signal N (130 Ctrl-C, 143 SIGTERM), with a checkpoint written.
+One process writes a run directory: `genlab train` (a resume too) locks it before anything is
+written there, and a second process with the same directory stops in one line naming the first's
+pid (genlab/locks.py; under hardware=ddp rank 0, the one that writes, holds it).
+
+Exit status of `genlab train`: 0 done; 1 a bad input, a NaN/Inf loss, a failed checkpoint write or
+a run directory another process writes (one line on stderr); 128 + N after signal N (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP: the terminal hung up), with a checkpoint written.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import sweep
+from genlab import locks, sweep
 from genlab.compose import compose_command, config_dir, only_inspects, parse_command_line
 from genlab.config import ConfigError, check_output_dir, validate_train
 from genlab.errors import UserError
@@ -156,6 +161,11 @@ def _app(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     task_overrides = list(hydra_cfg.overrides.task)
+    if main and not multirun and not locks.holds(run_dir):  # named by values only Hydra knew: locked now
+        try:
+            locks.hold_run_dir(run_dir, from_clock=False)
+        except UserError as e:
+            sys.exit(f"genlab train: error: {e}")
     with sweep.job_lock(run_dir) if multirun and main else contextlib.nullcontext():
         _job(cfg, run_dir, main, multirun, task_overrides, hydra_cfg)
 
@@ -202,8 +212,9 @@ def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overri
 
 
 def _prepare(parsed) -> list[str]:
-    """Check every job of the command line before Hydra creates a directory; return the overrides
-    a resume adds (the stored ones, and the run's own directory), and lock a sweep's directory."""
+    """Check every job of the command line before Hydra creates a directory; then lock the run's
+    or the sweep's directory, and return the overrides that a resume adds (the stored ones, and the
+    run's own directory) and those that pin the directory."""
     from genlab.resume import check_resume, continued_overrides, resume_target
     from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
 
@@ -222,27 +233,25 @@ def _prepare(parsed) -> list[str]:
         validate_train(cfg)
         if resume is not None:
             check_resume(resume, source, OmegaConf.to_container(cfg, resolve=True))
-    added += _processes(command.jobs, command.output_dir, parsed.multirun)
-    if parsed.multirun:  # held until this process (the launcher) exits
-        added += sweep.claim_sweep_dir(command.output_dir, command.output_dir_from_clock)
-    return added
+    _processes(command.jobs, parsed.multirun)
+    if parsed.multirun:
+        return added + sweep.claim_sweep_dir(command.output_dir, command.output_dir_from_clock)
+    return added + _claim_run_dir(command)
 
 
-def _processes(jobs: list[DictConfig], output_dir: Path | None, multirun: bool) -> list[str]:
-    """Under torchrun: start the process group, and return the overrides that give every rank
-    rank 0's run directory (its time) and keep the other ranks from writing .hydra/. Refuse
-    hardware=ddp without torchrun, and torchrun without hardware=ddp or with -m."""
+def _processes(jobs: list[DictConfig], multirun: bool) -> None:
+    """Under torchrun: start the process group. Refuse hardware=ddp without torchrun, and
+    torchrun without hardware=ddp or with -m."""
     import os
 
     from genlab import distributed
-    from genlab.training.checkpoint import hydra_value
 
     wanted = any(cfg.hardware.distributed for cfg in jobs)
     if not distributed.launched_by_torchrun():
         if wanted and not multirun:
             raise ConfigError("hardware=ddp runs in the processes torchrun starts: "
                               "torchrun --nproc_per_node=N -m genlab.cli train hardware=ddp …")
-        return []
+        return
     if multirun:
         raise ConfigError("under torchrun genlab trains one run: drop -m (sweeps of multi-process jobs: "
                           "hydra/launcher=slurm with hydra.launcher.tasks_per_node, see the README)")
@@ -250,13 +259,28 @@ def _processes(jobs: list[DictConfig], output_dir: Path | None, multirun: bool) 
         if int(os.environ["WORLD_SIZE"]) > 1:
             raise ConfigError(f"torchrun started {os.environ['WORLD_SIZE']} processes but hardware.distributed=false: "
                               "add hardware=ddp")
-        return []
+        return
     from genlab.runtime import device_name
 
     hardware = OmegaConf.to_container(jobs[0].hardware, resolve=True)
-    ranks = distributed.init(device_name(hardware).partition(":")[0])
-    run_dir = distributed.broadcast(output_dir if ranks.main else None)
-    added = [f"hydra.run.dir={hydra_value(str(run_dir))}"] if run_dir is not None else []
+    distributed.init(device_name(hardware).partition(":")[0])
+
+
+def _claim_run_dir(command) -> list[str]:
+    """Lock the run directory (genlab/locks.py) before Hydra creates it and writes .hydra/; return
+    the overrides that pin it (one named by the clock would be named again when Hydra starts).
+    Under hardware=ddp rank 0, the one that writes, holds it, and every rank trains in rank 0's
+    directory; the other ranks do not write .hydra/."""
+    from genlab import distributed
+    from genlab.training.checkpoint import hydra_value
+
+    ranks = distributed.world()
+    run_dir, pin = command.output_dir, command.output_dir_from_clock
+    if ranks.main and run_dir is not None:
+        run_dir = locks.hold_run_dir(run_dir, command.output_dir_from_clock)
+    if ranks.size > 1:
+        run_dir, pin = distributed.broadcast(run_dir if ranks.main else None), True
+    added = [f"hydra.run.dir={hydra_value(str(run_dir))}"] if pin and run_dir is not None else []
     return added + ([] if ranks.main else ["hydra.output_subdir=null"])
 
 
@@ -271,4 +295,7 @@ def run(args: list[str]) -> None:
         if parsed.multirun:
             args = [*args, *sweep.dirname_overrides(parsed.overrides)]
     sys.argv = [sys.argv[0], *args]
-    _app()
+    try:
+        _app()
+    finally:  # the command is over: a process that goes on (a notebook, tests/ddp_worker.py) holds no directory
+        locks.release_all()

@@ -211,7 +211,7 @@ def fit(model, data: ImageData, batches: Batches, trainer: LoopSettings, *, chec
         resume: dict | None = None) -> tuple[int, dict[str, float]]:
     """Train to trainer.max_steps from the start, or from the loaded checkpoint `resume`; returns
     the final step and the metric means of the last log window (empty when nothing was left to
-    train). Raises Interrupted after checkpointing on SIGINT/SIGTERM, NonFiniteError on a
+    train). Raises Interrupted after checkpointing on SIGINT/SIGTERM/SIGHUP, NonFiniteError on a
     NaN/Inf under on_nonfinite=stop, CheckpointError when a checkpoint cannot be written.
     Under hardware=ddp every rank calls it; only rank 0 logs (`logger`, None elsewhere) and writes."""
     real = to_batch(data, torch.linspace(0, data.num_images - 1, trainer.grid_size).long(), device).images
