@@ -27,7 +27,7 @@ examples:
   genlab train model=vae beta=4
   genlab train -m beta=1,2,4,8
   genlab summarize outputs/multirun/<date>/<time>
-  genlab train resume=outputs/<date>/<time>   continue a run (Ctrl-C or SIGTERM checkpoints first)
+  genlab train resume=outputs/<date>/<time>   continue a run (Ctrl-C, SIGTERM or SIGHUP checkpoints first)
   genlab train -m model=gan noise_dim=16,64,128
   genlab train model=cgan model.loss=hinge
   genlab sample ckpt=outputs/<date>/<time>/checkpoints/last.pt n=64

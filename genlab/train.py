@@ -227,7 +227,9 @@ def _prepare(parsed) -> list[str]:
         source = resolve(target)
         resume = load_checkpoint(source)
         added = continued_overrides(resume.get("overrides", []), overrides, run_dir_of(source))
-    command = compose_command(config_name, overrides + added, parsed.multirun)
+    command = compose_command(config_name, overrides + added, parsed.multirun, parsed.config_dir)
+    if not parsed.multirun and command.output_dir and locks.held_by(command.output_dir / locks.RUN_LOCK) is not None:
+        locks.hold_run_dir(command.output_dir, False)  # another process writes it: say so before what it holds
     check_output_dir(command.output_dir, parsed.multirun, fresh=resume is None)
     for cfg in command.jobs:
         validate_train(cfg)

@@ -29,12 +29,11 @@ CASES = {
          "(while parsing a flow sequence from line 2); correct the YAML there"),
     ]
 } | {
-    # train.py composes without --config-dir (see the report on issue #26, item 4)
     f"{command}: syntax error in --config-name's file": (
-        f"{command} ckpt=x --config-dir {{base}}/{command}_dir --config-name broken",
+        f"{command} {'' if command == 'train' else 'ckpt=x '}--config-dir {{base}}/{command}_dir --config-name broken",
         f"cannot read {{base}}/{command}_dir/broken.yaml line 6: expected ',' or ']', but got '<stream end>' "
         "(while parsing a flow sequence from line 5); correct the YAML there")
-    for command in ("sample", "eval")
+    for command in ("train", "sample", "eval")
 }
 
 
@@ -46,7 +45,7 @@ def outcomes(tmp_path_factory):
     (base / "conf" / "experiment" / "unsafe.yaml").write_text(UNSAFE.format(base=base))
     (base / "conf" / "mine").mkdir()
     (base / "conf" / "mine" / "broken.yaml").write_text("a: 1\nb: [1, 2\n")
-    for command in ("sample", "eval"):
+    for command in ("train", "sample", "eval"):
         (base / f"{command}_dir").mkdir()
         (base / f"{command}_dir" / "broken.yaml").write_text(BROKEN.format(command=command))
     for case in CASES:
