@@ -4,7 +4,7 @@ interrupted gives.
 
 One clean sweep of tiny jobs (`genlab train -m seed=0,1,…` into a pinned hydra.sweep.dir) is the
 reference. The soaked sweep runs the same command into its own directory; at a random moment of
-each launch (seeded RNG) the harness sends SIGKILL or SIGTERM to the launcher, or under
+each launch (seeded RNG) the harness sends SIGKILL, SIGTERM or SIGHUP to the launcher, or under
 hydra/launcher=joblib to a job's worker process. Moments are drawn uniformly either from the
 launch's start-up (before its first job logs) or from the time its jobs take (measured on the clean
 sweep), so kills land in imports, data building, training steps, checkpoint writes, record writes
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOCK_NAMES = {".genlab-sweep.lock", ".genlab-job.lock"}
+LOCK_NAMES = {".genlab-sweep.lock", ".genlab-run.lock"}  # genlab/sweep.py, genlab/locks.py
 JOB_STARTED = re.compile(r"\]\[genlab\]\[INFO\] - ")  # the first line a job (or a skip) logs
 
 
@@ -211,9 +211,9 @@ def launch_once(report: Report, command, work: Path, rng: random.Random | None, 
     report.groups.append(proc.pid)
     try:
         if rng is not None:
-            kinds = ["launcher SIGKILL", "launcher SIGTERM"]
+            kinds = ["launcher SIGKILL", "launcher SIGTERM", "launcher SIGHUP"]
             if report.launcher == "joblib":
-                kinds += ["worker SIGKILL", "worker SIGTERM"]
+                kinds += ["worker SIGKILL", "worker SIGTERM", "worker SIGHUP"]
             kind = rng.choice(kinds)
             anchor = rng.choices(anchors, [dict(ANCHORS)[a] for a in anchors])[0]
             if anchor == "start-up":
@@ -230,7 +230,7 @@ def launch_once(report: Report, command, work: Path, rng: random.Random | None, 
             while proc.poll() is None and time.perf_counter() < t0 + delay:
                 time.sleep(0.002)
             if proc.poll() is None:
-                signum = signal.SIGKILL if kind.endswith("SIGKILL") else signal.SIGTERM
+                signum = signal.Signals[kind.split()[1]]
                 targets = [proc.pid] if kind.startswith("launcher") else _workers(proc.pid)
                 if targets:
                     launch.kill, launch.phase, launch.last_line = kind, anchor, _last_line(log_path)
