@@ -176,8 +176,8 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
     classes = num_classes if model["name"] == "cgan" else 0
     latent, gamma, decay, seeking = model["latent_dim"], model["r1_gamma"], model["ema_decay"], model["mode_seeking"]
     class_weight = model["class_loss"] if classes else 0.0
-    generator = Generator(image_shape, model["width"], latent, classes, model["embed_dim"] if classes else 0)
-    discriminator = Discriminator(image_shape, model["width"], classes, class_weight > 0)
+    generator = Generator(image_shape, model["arch"], model["width"], latent, classes, model["embed_dim"] if classes else 0)
+    discriminator = Discriminator(image_shape, model["arch"], model["width"], classes, class_weight > 0)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     g_opt, d_opt = make_optimizer(generator.parameters(), optimizer), make_optimizer(discriminator.parameters(), optimizer)
     updates = [0]
