@@ -11,7 +11,8 @@
     mig            VAE on shapes: MIG of the mean representation (genlab/metrics/disentanglement.py)
     shapes         any model on shapes: which shape each sample draws, by its nearest real image
                    (genlab/metrics/shapes.py): per class row, or the share of each shape
-    inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py)
+    inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py), and
+                   its noise floor: the FID between the even- and odd-indexed halves of the test images
 
 The work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
 any work (sizes that cannot fit in memory, or nll's n·k beyond MAX_DECODER_PASSES, once the
@@ -36,7 +37,7 @@ def print_table(result: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result['model']} on {result['dataset']}, step {result['step']}", title_justify="left")
-    for column in ("metric", "value", "noise floor (train vs test)", "settings"):
+    for column in ("metric", "value", "noise floor", "settings"):
         table.add_column(column)
     rows = {
         "nll": lambda m: [("neg. ELBO (nats/image)", m["neg_elbo_nats"], None), ("IWAE NLL bound (nats/image)", m["iwae_nll_nats"], None)],
@@ -47,17 +48,17 @@ def print_table(result: dict) -> None:
         "mig": lambda m: [("MIG", m["mig"], None)],
         "shapes": lambda m: [(f"{name} {'row draws it' if 'own_shape' in m else 'share'}", value, None)
                              for name, value in m.get("own_shape", m.get("share", {})).items()],
-        "inception_fid": lambda m: [("Inception FID", m["inception_fid"], None)],
+        "inception_fid": lambda m: [("Inception FID", m["inception_fid"], m.get("noise_floor"))],
     }
     settings = {
         "nll": lambda m: f"k={m['k']}, n={m['n']}, binarization: {m['binarization']}" + (" (grey levels!)" if "note" in m else ""),
-        "fid": lambda m: f"n={m['n']}; classifier {100 * m['classifier']['test_accuracy']:.2f}% test acc.",
+        "fid": lambda m: f"n={m['n']}; floor: n train vs test; classifier {100 * m['classifier']['test_accuracy']:.2f}% test acc.",
         "kid": lambda m: f"{m['subsets']} subsets of {m['subset_size']}",
         "pr": lambda m: f"k={m['k']}, n={m['n']}",
         "accuracy": lambda m: f"{m['per_class_n']} per class: " + " ".join(f"{a:.2f}" for a in m["per_class"]),
         "mig": lambda m: f"{m['points']} points, {m['bins']} bins",
         "shapes": lambda m: f"n={m['n']}, nearest of 737,280 real images; mean dist² {m['mean_dist_sq']:.2f}",
-        "inception_fid": lambda m: f"n={m['n']} vs n test; {m['weights']}",
+        "inception_fid": lambda m: f"n={m['n']} vs n test; floor: even vs odd test images, n/2 each; {m['weights']}",
     }
     fmt = lambda v: "" if v is None else v if isinstance(v, str) else f"{v:.4g}"  # noqa: E731
     for name in result["computed"]:

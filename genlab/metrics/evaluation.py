@@ -303,7 +303,8 @@ class Evaluation:
 
     def inception_fid(self) -> dict:
         from genlab.metrics.classifier import image_settings
-        from genlab.metrics.inception import PREPROCESSING, find_weights, inception_fid, make_metric, real_stats_path, weights_id
+        from genlab.metrics.inception import (PREPROCESSING, find_weights, inception_fid, make_metric, noise_floor,
+                                             real_stats_path, weights_id)
 
         weights = find_weights(self.settings["inception"]["weights"])
         metric = make_metric(weights).to(self.device)
@@ -313,7 +314,8 @@ class Evaluation:
             value, cached = inception_fid(
                 metric, lambda: (batch.to(self.device) for batch in self.real_images("test").split(size)),
                 lambda: (g.to(self.device) for g in self.generated().split(size)), stats, advance)
-        return {"inception_fid": value, "n": self.n, "seed": self.settings["seed"], "protocol": "Lucic et al. 2018",
+        return {"inception_fid": value, "noise_floor": noise_floor(stats), "noise_floor_n": self.n // 2,
+                "n": self.n, "seed": self.settings["seed"], "protocol": "Lucic et al. 2018",
                 "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
                 "real_stats_cached": cached}
 
@@ -325,7 +327,7 @@ SUMMARY = [("neg_elbo_nats", "nll", "neg_elbo_nats"), ("iwae_nll_nats", "nll", "
            ("precision", "pr", "precision"), ("recall", "pr", "recall"),
            ("precision_noise_floor", "pr", "noise_floor_precision"), ("recall_noise_floor", "pr", "noise_floor_recall"),
            ("accuracy", "accuracy", "accuracy"), ("mig", "mig", "mig"), ("shapes_min_own", "shapes", "min_own_shape"), ("shapes_min_share", "shapes", "min_share"),
-           ("inception_fid", "inception_fid", "inception_fid")]
+           ("inception_fid", "inception_fid", "inception_fid"), ("inception_fid_noise_floor", "inception_fid", "noise_floor")]
 
 
 def eval_path(ckpt: Path) -> Path:
