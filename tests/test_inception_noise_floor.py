@@ -2,6 +2,8 @@
 odd-indexed halves of the real images, from sums cached with the whole set's. A stand-in feature
 network (the pixels) keeps it fast and needs no Inception weights."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -47,3 +49,34 @@ def test_no_noise_floor_below_two_images_a_half(tmp_path):
     inception_fid(torchmetrics_fid.FrechetInceptionDistance(feature=Pixels()), lambda: [real], lambda: [real],
                   tmp_path / "real.pt", lambda n: None)
     assert noise_floor(tmp_path / "real.pt") is None
+
+
+class PooledPixels(torch.nn.Module):
+    """A feature 'network' for whole images: each channel's mean over a 2 × 2 grid (12 features)."""
+
+    num_features = 12
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.double(), 2).flatten(1)
+
+
+def test_genlab_eval_reports_the_noise_floor_beside_the_inception_fid(tmp_path, monkeypatch):
+    from conftest import TINY
+    from omegaconf import OmegaConf
+
+    from genlab.compose import compose_jobs
+    from genlab.metrics import inception
+    from genlab.metrics.evaluation import evaluate
+    from genlab.train import train
+
+    train(compose_jobs("train", [*TINY, "model=gan", "trainer.max_steps=2"])[0], tmp_path / "run")
+    monkeypatch.setattr(inception, "find_weights", lambda configured: tmp_path / "stand-in.pt")
+    monkeypatch.setattr(inception, "weights_id", lambda weights: "pooled pixels (a stand-in)")
+    monkeypatch.setattr(inception, "make_metric", lambda weights: torchmetrics_fid.FrechetInceptionDistance(feature=PooledPixels()))
+    settings = OmegaConf.to_container(compose_jobs("eval", ["ckpt=x", "n=40", f"cache_dir={tmp_path / 'cache'}"])[0], resolve=True)
+    result = evaluate(tmp_path / "run" / "checkpoints" / "last.pt", settings, ["inception_fid"], torch.device("cpu"))
+
+    section = result["metrics"]["inception_fid"]
+    assert section["noise_floor"] == pytest.approx(noise_floor(Path(section["real_stats"])), rel=1e-12)
+    assert section["noise_floor_n"] == 20 and section["noise_floor"] > 0
+    assert result["summary"]["inception_fid_noise_floor"] == section["noise_floor"]
