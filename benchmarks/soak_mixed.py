@@ -98,6 +98,20 @@ def _wait(proc: subprocess.Popen, timeout_s: float = 300) -> int:
         return -999
 
 
+def _launch(report: Soak, workload: str, what: str, proc: subprocess.Popen, rng: random.Random, within_s: float,
+            kill: bool) -> tuple[signal.Signals | None, int]:
+    """Wait for `proc`, killed at a random moment when `kill`; (the signal sent or None, exit code).
+    A launch without a kill must succeed; a killed one must exit as its signal says."""
+    signum = _kill_at_random(proc, rng, within_s) if kill else None
+    code = _wait(proc)
+    if signum is None and code != 0:
+        report.problem(f"{what}: exited {code} without a kill")
+    elif signum is not None:
+        report.count(f"{workload}: {signum.name}")
+        _check_exit(report, what, signum, code)
+    return signum, code
+
+
 def _check_exit(report: Soak, what: str, signum: signal.Signals, code: int) -> None:
     """A signal genlab saves on ends in 128 + N, unless the process had not started its work yet
     (then Python's default for the signal stands: death by it, -N) or had just finished (0)."""
@@ -141,14 +155,9 @@ def run_workload(report: Soak, rng: random.Random) -> None:
             proc = soak._start(command, log)
             if rng.random() < 0.3:
                 _second_writer(report, proc, command, run_dir, log, f"run {round_}")
-            signum = _kill_at_random(proc, rng, duration_s) if launch < 5 else None
-            code = _wait(proc)
+            signum, code = _launch(report, "run", f"run {round_} launch {launch}", proc, rng, duration_s, launch < 5)
             if signum is None:
-                if code != 0:
-                    report.problem(f"run {round_}: launch {launch} without a kill exited {code}: see {log}")
                 break
-            report.count(f"run: {signum.name}")
-            _check_exit(report, f"run {round_} launch {launch}", signum, code)
             try:
                 step = _checkpoint_step(run_dir)
             except Exception as e:  # noqa: BLE001  (a checkpoint that does not load is the finding)
@@ -266,14 +275,9 @@ def eval_workload(report: Soak, rng: random.Random) -> None:
         folder = fresh(f"soaked-{round_}")
         for launch in range(1, 20):
             proc = soak._start(command(folder), work / f"soaked-{round_}-{launch}.log")
-            signum = _kill_at_random(proc, rng, duration_s) if launch < 4 else None
-            code = _wait(proc)
+            signum, _ = _launch(report, "eval", f"eval {round_} launch {launch}", proc, rng, duration_s, launch < 4)
             if signum is None:
-                if code != 0:
-                    report.problem(f"eval {round_}: launch {launch} without a kill exited {code}")
                 break
-            report.count(f"eval: {signum.name}")
-            _check_exit(report, f"eval {round_} launch {launch}", signum, code)
             for problem in soak.check_files(folder):
                 report.problem(f"eval {round_}: {problem}")
         try:

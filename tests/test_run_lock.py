@@ -12,7 +12,7 @@ import sys
 import time
 
 from conftest import TINY, genlab
-from test_sweep_locks import _environment, _hold, release_locks  # noqa: F401  (a fixture)
+from test_sweep_locks import _environment, _hold, one_second, release_locks  # noqa: F401  (fixtures)
 
 from genlab import locks
 from genlab.compose import compose_command
@@ -113,18 +113,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     assert load_checkpoint(run)["step"] == step + 2
 
 
-def test_two_runs_started_in_one_second_get_two_directories(tmp_path, monkeypatch, release_locks):
-    import datetime
-
-    import hydra.core.utils
-
-    class OneSecond(datetime.datetime):  # both runs resolve ${now:…} in the same second
-        @classmethod
-        def now(cls, tz=None):
-            return cls(2026, 1, 2, 3, 4, 5)
-
-    monkeypatch.setattr(hydra.core.utils, "datetime", OneSecond)
-    monkeypatch.chdir(tmp_path)
+def test_two_runs_started_in_one_second_get_two_directories(one_second, release_locks):
     pins = [_claim_run_dir(compose_command("train", [], multirun=False)) for _ in range(2)]
     assert pins == [["hydra.run.dir=outputs/2026-01-02/03-04-05"], ["hydra.run.dir=outputs/2026-01-02/03-04-05-2"]]
 

@@ -46,6 +46,22 @@ def release_locks():
     locks.release_all()
 
 
+@pytest.fixture
+def one_second(monkeypatch, tmp_path):
+    """Every `${now:…}` Hydra resolves falls in the same second; the test runs in tmp_path."""
+    import datetime
+
+    import hydra.core.utils
+
+    class OneSecond(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", OneSecond)
+    monkeypatch.chdir(tmp_path)
+
+
 def test_two_launches_of_one_sweep_at_once_one_refuses_in_one_line(tmp_path):
     # The winner holds the sweep for seconds (start-up, data, two jobs); the loser's claim comes
     # within a fraction of one of the winner's.
@@ -90,18 +106,7 @@ def test_a_killed_launcher_leaves_no_lock_behind(tmp_path):
     assert sweep.sweep_running(tmp_path / "sweep") is None
 
 
-def test_time_named_sweep_directories_of_one_second_do_not_collide(tmp_path, monkeypatch, release_locks):
-    import datetime
-
-    import hydra.core.utils
-
-    class OneSecond(datetime.datetime):  # both launches resolve ${now:…} in the same second
-        @classmethod
-        def now(cls, tz=None):
-            return cls(2026, 1, 2, 3, 4, 5)
-
-    monkeypatch.setattr(hydra.core.utils, "datetime", OneSecond)
-    monkeypatch.chdir(tmp_path)
+def test_time_named_sweep_directories_of_one_second_do_not_collide(tmp_path, one_second, release_locks):
     first = sweep.claim_sweep_dir(*claimable(["seed=0,1"]))
     second = sweep.claim_sweep_dir(*claimable(["seed=0,1"]))
     (a,), (b,) = first, second
