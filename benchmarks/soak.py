@@ -73,6 +73,12 @@ def sweep_command(sweep_dir: Path, jobs: int, steps: int, launcher: str) -> list
     return command
 
 
+def default_hangup() -> None:
+    """Give SIGHUP its default action, which the processes started here inherit: under nohup it is
+    ignored, and a hang-up sent to them would test nothing (genlab keeps an ignored signal ignored)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def environment() -> dict:
     # This checkout's code, in every process the launcher starts (joblib workers too).
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -521,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.jobs, args.steps) < 1 or args.kills < 0:
         parser.error("--jobs and --steps must be at least 1, --kills at least 0")
     work = args.out or Path(tempfile.mkdtemp(prefix="genlab-soak-"))
+    default_hangup()
     total = time.perf_counter()
     report = soak(work, jobs=args.jobs, steps=args.steps, kills=args.kills, seed=args.seed, launcher=args.launcher,
                   max_s=args.max_s)

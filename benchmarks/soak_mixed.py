@@ -194,6 +194,8 @@ def _second_writer(report: Soak, proc: subprocess.Popen, command: list[str], run
         return
     proc.send_signal(signal.SIGSTOP)
     try:
+        while _state(proc.pid) not in ("T", None):  # stopped: no write of its own in flight
+            time.sleep(0.001)
         before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
         second = subprocess.run(command, cwd=log.parent, env=soak.environment(), stdin=subprocess.DEVNULL,
                                 capture_output=True, text=True, timeout=300)
@@ -204,8 +206,17 @@ def _second_writer(report: Soak, proc: subprocess.Popen, command: list[str], run
     if second.returncode == 0 or str(proc.pid) not in second.stderr:
         report.problem(f"{what}: a second writer was not refused with the first's pid {proc.pid}: "
                        f"exit {second.returncode}, {second.stderr.strip()[-200:]}")
-    if before != after:
-        report.problem(f"{what}: the refused second writer changed {sorted(str(p) for p in before.keys() ^ after.keys() or after)[:3]}")
+    changed = sorted(str(p) for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    if changed:
+        report.problem(f"{what}: the refused second writer changed {changed[:3]}")
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (R running, S sleeping, T stopped, …); None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _torch_load(path: Path):
@@ -239,9 +250,9 @@ def sweep_workload(report: Soak, rng: random.Random) -> None:
 
 
 def _clean_checkpoint(report: Soak) -> Path:
-    """The clean run's final checkpoint, once that run has finished (its record is written last)."""
+    """The clean run's final checkpoint, once that run has finished (its record says ok)."""
     clean = report.work / "run" / "clean"
-    while report.running() and not (clean / "result.json").exists():
+    while report.running() and (soak._record_state(clean / "result.json") or ("",))[0] != "ok":
         time.sleep(1)
     return clean / "checkpoints" / "last.pt"
 
@@ -282,11 +293,18 @@ def eval_workload(report: Soak, rng: random.Random) -> None:
                 report.problem(f"eval {round_}: {problem}")
         try:
             got = json.loads((folder / "eval.json").read_text())["metrics"]
-            if got != expected:
-                report.problem(f"eval {round_}: eval.json differs from the clean evaluation's")
+            if _figures(got) != _figures(expected):
+                report.problem(f"eval {round_}: eval.json's figures differ from the clean evaluation's")
         except (OSError, ValueError, KeyError) as e:
             report.problem(f"eval {round_}: eval.json unreadable ({e})")
         report.count("eval: rounds")
+
+
+def _figures(metrics):
+    """eval.json's metrics without what names the folder or the clock (`path`, `wall_s`)."""
+    if isinstance(metrics, dict):
+        return {k: _figures(v) for k, v in metrics.items() if k not in ("path", "wall_s")}
+    return metrics
 
 
 # --------------------------------------------------------------------------- explore
@@ -363,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out} is not empty: pass a new folder")
     args.out.mkdir(parents=True, exist_ok=True)
+    soak.default_hangup()
     start = time.monotonic()
     report = Soak(args.out, start + 60 * args.minutes, args.seed)
     workloads = (run_workload, sweep_workload, eval_workload, explore_workload)

@@ -3,7 +3,8 @@
 `write_atomically` writes to a temporary file beside the target, fsyncs it, renames it over the
 target and fsyncs the folder: a crash at any moment, `kill -9` or power loss included, leaves
 either the old file or the new one, whole (POSIX rename is atomic within a file system). A killed
-write leaves only a hidden `.<name>.<random>.tmp`, never read as a result.
+write leaves only a hidden `.<name>.<random>.tmp`, never read as a result; the next process that
+holds the folder's lock removes it (`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -39,3 +40,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def remove_stale_temporaries(folder: Path, names: str = "*") -> None:
+    """Delete the temporary files killed writes of files named `names` (a glob) left in `folder`.
+    Only for files no other process writes (a run's own files, under its lock): a live writer's
+    temporary file looks the same."""
+    for stale in Path(folder).glob(f".{names}.*.tmp"):
+        stale.unlink(missing_ok=True)

@@ -69,6 +69,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
 
     from genlab.data import build_dataset
     from genlab.data.batches import Batches, on_device, to_batch
+    from genlab.files import remove_stale_temporaries
     from genlab.distributed import world
     from genlab.models import build_model
     from genlab.resume import check_resume, run_config, stored_overrides
@@ -104,6 +105,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
                       shard=ranks)
     start = resume["step"] if resume else 0
     logger = RunLogger(run_dir, start, trainer.max_steps) if ranks.main else None  # only rank 0 writes
+    if ranks.main:  # a record write killed with the run left its temporary file; the lock says none is in flight
+        remove_stale_temporaries(run_dir, sweep.RECORD_NAME)
     if logger and resume:
         _record_resume(run_dir, logger, start, source, changes, forced=cfg.force_resume)
     elif logger:

@@ -368,3 +368,17 @@ def test_scalar_window_means_across_folds_and_a_mid_fold_checkpoint():
     expected = [values[finite[:, j], j].double().mean().item() for j in range(3)]
     assert list(window.means().values()) == pytest.approx(expected, rel=1e-5)
     assert window.first_bad_step() == 71 and window.nonfinite_names() == ["b"] and window.nonfinite_step_count() == 1
+
+
+def test_a_resume_removes_what_killed_writes_left_and_keeps_what_others_write(tmp_path):
+    # kill -9 during a write leaves its temporary file (genlab/files.py); the resumed run holds the
+    # directory's lock, so its own files' temporaries are stale. genlab sample's are not its own.
+    run = tmp_path / "run"
+    train(compose("trainer.max_steps=2"), run)
+    stale = [run / ".result.json.0a1b2c.tmp", run / "checkpoints" / ".last.pt.0a1b2c.tmp",
+             run / "samples" / ".step_0000002_samples.png.0a1b2c.tmp"]
+    others = run / "samples" / ".sample_n4_seed0.png.0a1b2c.tmp"
+    for path in [*stale, others]:
+        path.write_bytes(b"half")
+    train(compose("trainer.max_steps=4", f"resume={run}"), run)
+    assert not [p for p in stale if p.exists()] and others.exists()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import genlab
 from genlab.errors import CheckpointError
-from genlab.files import write_atomically
+from genlab.files import remove_stale_temporaries, write_atomically
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
@@ -145,8 +145,7 @@ class RunCheckpoints:
         self.last = folder / LAST
         # Temporary files of writes that were killed (kill -9, power loss) are never loaded, but
         # each is a whole checkpoint's worth of disk.
-        for stale in folder.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(folder)
 
     def steps(self) -> dict[int, Path]:
         """The step checkpoints present: step → path."""

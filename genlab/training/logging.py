@@ -23,6 +23,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.tensorboard import SummaryWriter
 
+from genlab.files import remove_stale_temporaries
 from genlab.images import grid, write_png
 
 log = logging.getLogger("genlab")
@@ -36,6 +37,10 @@ class RunLogger:
             time.sleep(newest_s + 1 - time.time())
         self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
         self.samples_dir = run_dir / "samples"
+        # A run killed while writing a grid leaves the write's temporary file; the run holds its
+        # directory's lock (genlab/locks.py), so no grid is being written (genlab sample writes
+        # into samples/ too, unlocked, under other names).
+        remove_stale_temporaries(self.samples_dir, "step_*.png")
         self.max_steps = max_steps
         self.interactive = sys.stdout.isatty() if interactive is None else interactive
         self._progress = None
