@@ -64,7 +64,7 @@ from omegaconf import DictConfig
 
 from genlab import locks
 from genlab.errors import UserError
-from genlab.files import write_atomically, write_text_atomically
+from genlab.files import remove_stale_temporaries, write_atomically, write_text_atomically
 
 RECORD_NAME = "result.json"
 PLOT_NAME = "rate_distortion.png"
@@ -519,6 +519,10 @@ def summarize(root: Path, console=None, running: str | None = None) -> list[dict
         console.print(f"{root} is still running{running}: summary files not written; its launcher writes them when "
                       "it ends", markup=False, highlight=False, soft_wrap=True)
         return records
+    # Writes of these files killed with an earlier launcher left temporary files; no one else writes
+    # them now (this launcher holds the sweep's lock, or, for `genlab summarize`, no launcher does).
+    for name in ("summary.csv", "summary.json", PLOT_NAME):
+        remove_stale_temporaries(root, name)
     write_text_atomically(root / "summary.csv", _csv(records, metric_names))
     write_text_atomically(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
     notes = [f"summary: {root / 'summary.csv'}, {root / 'summary.json'}"]

@@ -32,6 +32,10 @@ CASES = {
     "eval: n images in memory": ("eval ckpt={ckpt} metrics=[shapes] n=1000000000000", "n"),
     "train: eval.at_end's decoder passes": ("train eval.at_end=[nll] eval.k=1000000000000", "eval.k<=1000000"),
     "train: the logged grid": ("train trainer.grid_size=1000000000", "trainer.grid_size"),
+    "eval: the classifier's training images": ("eval ckpt={ckpt} metrics=[fid] classifier.steps=1000000000000",
+                                                "classifier.steps<=7812500"),
+    "eval: kid's kernel entries": ("eval ckpt={ckpt} metrics=[kid] n=1000 kid_subsets=1000000000000",
+                                   "kid_subsets<=1000000"),
 }
 
 
@@ -72,10 +76,10 @@ def test_a_size_that_cannot_fit_is_refused_in_one_line_with_the_largest_that_fit
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"genlab {command.split()[0]}: error: "), result.stderr
-    assert re.search(r"needs at least [\d.,e+]+ (GiB|decoder passes), more than ", lines[0]), lines[0]
+    assert re.search(r"needs at least [\d.,e+]+ (GiB|decoder passes|images|kernel entries), more than ", lines[0]), lines[0]
     typed = int(re.search(rf"\b{re.escape(fix.split('<=')[0])}=(\d+)", command).group(1))
-    largest = re.search(rf": pass {re.escape(fix.split('<=')[0])}<=(\d+)$", lines[0])
-    assert largest and 1 <= int(largest.group(1)) < typed, lines[0]
+    largest = re.search(rf": pass (.* or )?{re.escape(fix.split('<=')[0])}<=(\d+)( or .*)?$", lines[0])
+    assert largest and 1 <= int(largest.group(2)) < typed, lines[0]
     assert fix in lines[0]
     assert not any((base / case).iterdir()) and run_dir_unchanged, "wrote files"
 

@@ -177,6 +177,9 @@ def test_summarize_rebuilds_the_summary_without_torch(sweep_2x2, tmp_path):
     for job in JOBS_2X2:  # the records alone are enough
         (copy / job).mkdir(parents=True)
         (copy / job / "result.json").write_text((root / job / "result.json").read_text())
+    stale = [copy / f".{name}.0a1b2c.tmp" for name in ("summary.csv", "summary.json", "rate_distortion.png")]
+    for path in stale:  # what a launcher killed while writing the summary leaves
+        path.write_bytes(b"half")
     code = ("import sys; from genlab.cli import main; main(['--help']); main(['summarize', sys.argv[1]]); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -184,6 +187,7 @@ def test_summarize_rebuilds_the_summary_without_torch(sweep_2x2, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (copy / "summary.csv").read_text() == csv_text
     assert (copy / "rate_distortion.png").is_file() and "4 of 4 jobs ok" in done.stdout
+    assert not [p for p in stale if p.exists()]
 
 
 @pytest.mark.parametrize("content, expected", [

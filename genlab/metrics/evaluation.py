@@ -99,6 +99,12 @@ INCEPTION_INPUT_VALUES = 3 * 299 * 299
 # (5·10⁷ passes); genlab runs at most 200 times that, ~18 days at the 6,558 passes/s of the default
 # decoder measured on this project's 2-core CPU (see Evaluation.nll).
 MAX_DECODER_PASSES = 10**10
+# fid, kid, pr and accuracy read a domain classifier trained on classifier.steps × batch_size images
+# (the default 2,000 × 128 = 2.6·10⁵); kid averages kid_subsets kernels of subset_size² entries
+# (the default 100 × 1,000² = 10⁸). Each bound is ~4,000× and 10,000× the default: days of CPU.
+CLASSIFIER_METRICS = ("fid", "kid", "pr", "accuracy")
+MAX_CLASSIFIER_IMAGES = 10**9
+MAX_KID_KERNEL_ENTRIES = 10**12
 
 
 def check_sizes(names: list[str], settings: dict, image_shape, prefix: str = "") -> None:
@@ -116,6 +122,15 @@ def check_sizes(names: list[str], settings: dict, image_shape, prefix: str = "")
         require_fits("metric nll", {"n": settings["n"], "k": settings["k"]}, lambda s: s["n"] * s["k"],
                      (MAX_DECODER_PASSES, f"the {MAX_DECODER_PASSES:.0e} genlab allows (200× Burda et al. 2016's k=5000 "
                                           "on 10,000 images; ~18 days on a 2-core CPU)"), "decoder passes", prefix)
+    if set(names) & set(CLASSIFIER_METRICS):
+        classifier = {"classifier.steps": settings["classifier"]["steps"],
+                      "classifier.batch_size": settings["classifier"]["batch_size"]}
+        require_fits("the domain classifier's training", classifier, lambda s: math.prod(s.values()),
+                     (MAX_CLASSIFIER_IMAGES, f"the {MAX_CLASSIFIER_IMAGES:.0e} genlab allows"), "images", prefix)
+    if "kid" in names:
+        kernels = {"kid_subsets": settings["kid_subsets"], "kid_subset_size": min(settings["kid_subset_size"], settings["n"])}
+        require_fits("metric kid", kernels, lambda s: s["kid_subsets"] * s["kid_subset_size"] ** 2,
+                     (MAX_KID_KERNEL_ENTRIES, f"the {MAX_KID_KERNEL_ENTRIES:.0e} genlab allows"), "kernel entries", prefix)
     if "inception_fid" in names:
         sizes["inception.batch_size"] = settings["inception"]["batch_size"]
 
