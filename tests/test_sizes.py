@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from genlab import checks
 from genlab.checks import ConfigError, require_fits
 from genlab.compose import compose_jobs
-from genlab.metrics import evaluation
+from genlab.metrics import evaluation, progress
 from genlab.sample import sample
 from genlab.train import train
 
@@ -132,5 +132,5 @@ def test_a_long_evaluation_shows_progress_and_its_expected_time(ckpt, tmp_path, 
     lines = evaluate()  # one image a batch (batch_size // k): ten batches, a line per tenth
     assert [line for line in lines if line.startswith("nll (k=2): ")][-1] == "nll (k=2): 10/10"
     assert not any("expected ~" in line for line in lines)  # under a minute: no estimate
-    monkeypatch.setattr(evaluation, "ETA_MIN_S", 0.0)
+    monkeypatch.setattr(progress, "ETA_MIN_S", 0.0)
     assert any(re.fullmatch(r"nll \(k=2\): 8 images left at [\d,.]+/s, expected ~\d+ min", line) for line in evaluate())

@@ -4,7 +4,7 @@ Generated images are quantized to 8 bits (what a PNG of them holds) before any e
 sets are seen at the same precision. eval.json keeps each metric with the settings that produced it;
 a later run on the same checkpoint step adds or replaces metrics, and `summary` holds flat scalars
 for tables (the sweep summary reads them). `check_sizes` refuses, before any metric runs, sizes
-whose memory or nll work cannot fit; each long stage shows its progress (`progress_bar`).
+whose memory or nll work cannot fit; each long stage shows its progress (genlab/metrics/progress.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from genlab.config import METRICS
 from genlab.errors import UserError
 from genlab.files import write_text_atomically
 from genlab.images import to_uint8
+from genlab.metrics.progress import progress_bar
 
 log = logging.getLogger("genlab")
 
@@ -51,43 +51,6 @@ def check_fits(metrics: list[str], model, dataset: str) -> None:
         if dataset not in DATASET_METRICS.get(metric, (dataset,)):
             raise UserError(f"metric {metric} needs ground-truth factors, which only {', '.join(FACTOR_DATASETS)} has, "
                             f"not {dataset}: drop it from metrics=")
-
-
-ETA_MIN_S = 60.0  # a stage expected to take longer says so once its rate is measured
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, total: int):
-    """Yields advance(count), to call after each batch of `count` images: a rich progress bar on a
-    terminal, else a log line per tenth done. When a second batch is done, the rate since the first
-    (which pays one-off costs: caches, kernel choices) gives the stage's expected time, printed
-    when it is over ETA_MIN_S."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    tty = sys.stderr.isatty()
-    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True, disable=not tty) as bar:
-        task = bar.add_task(description, total=total)
-        say = bar.console.print if tty else log.info
-        done, first = 0, None  # first: (time, images done) at the end of the first batch
-
-        def advance(count: int) -> None:
-            nonlocal done, first
-            before, done = done, done + count
-            bar.advance(task, count)
-            if not tty and done * 10 // total > before * 10 // total:
-                say(f"{description}: {done:,}/{total:,}")
-            if first is None:
-                first = (time.perf_counter(), done)
-            elif first[1] == before:  # the second batch
-                rate = (done - first[1]) / max(time.perf_counter() - first[0], 1e-9)
-                left_s = (total - done) / rate
-                if left_s > ETA_MIN_S:
-                    say(f"{description}: {total - done:,} images left at {rate:,.1f}/s, "
-                        f"expected ~{max(1, round(left_s / 60))} min")
-
-        yield advance
 
 
 # The feasibility of an evaluation's sizes (see genlab.checks.require_fits), checked before any work.
