@@ -119,7 +119,11 @@ class _Composer:
 
     def check_keys(self, job: DictConfig) -> None:
         plain = OmegaConf.to_container(job)
-        del plain["hydra"]
+        choices = plain.pop("hydra")["runtime"]["choices"]
+        for group in sorted(self.groups & plain.keys()):  # a group's file read fine, but holds no keys
+            if not isinstance(plain[group], dict):
+                raise ConfigError(f"{group}={choices[group]}: its file holds a {type(plain[group]).__name__}, not keys: "
+                                  f"write it as `key: value` lines, like genlab's configs/{group}/*.yaml")
         known = self.known_keys(job)
         unknown = sorted(_keys(plain) - known)
         if unknown:

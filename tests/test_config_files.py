@@ -90,3 +90,15 @@ def test_config_dir_joins_the_search_path_as_in_hydras_app(tmp_path):
         compose_jobs("mine", ["ckpt=x"])
     with pytest.raises(ConfigError, match=r"^--config-dir .*/nowhere is not a folder"):
         compose_jobs("sample", ["ckpt=x"], False, str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("group", ["model", "dataset"])
+def test_a_group_option_whose_file_holds_a_list_is_one_line(tmp_path, group):
+    (tmp_path / "conf" / group).mkdir(parents=True)
+    (tmp_path / "conf" / group / "mine.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "cwd").mkdir()
+    result = genlab("train", f"hydra.searchpath=[file://{tmp_path}/conf]", f"{group}=mine", cwd=tmp_path / "cwd")
+    assert result.returncode == 1
+    assert result.stderr == (f"genlab train: error: {group}=mine: its file holds a list, not keys: write it as "
+                             f"`key: value` lines, like genlab's configs/{group}/*.yaml\n")
+    assert not any((tmp_path / "cwd").iterdir())
