@@ -218,6 +218,7 @@ def _prepare(parsed) -> list[str]:
     """Check every job of the command line before Hydra creates a directory; then lock the run's
     or the sweep's directory, and return the overrides that a resume adds (the stored ones, and the
     run's own directory) and those that pin the directory."""
+    from genlab.distributed import planned_rank
     from genlab.resume import check_resume, continued_overrides, resume_target
     from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
 
@@ -231,7 +232,8 @@ def _prepare(parsed) -> list[str]:
         resume = load_checkpoint(source)
         added = continued_overrides(resume.get("overrides", []), overrides, run_dir_of(source))
     command = compose_command(config_name, overrides + added, parsed.multirun, parsed.config_dir)
-    if not parsed.multirun and command.output_dir and locks.held_by(command.output_dir / locks.RUN_LOCK) is not None:
+    writer = not parsed.multirun and planned_rank(command.jobs[0].hardware) == 0  # under DDP rank 0 locks (_claim_run_dir)
+    if writer and command.output_dir and locks.held_by(command.output_dir / locks.RUN_LOCK) is not None:
         locks.hold_run_dir(command.output_dir, False)  # another process writes it: say so before what it holds
     check_output_dir(command.output_dir, parsed.multirun, fresh=resume is None)
     for cfg in command.jobs:
