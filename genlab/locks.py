@@ -129,8 +129,18 @@ def hold_run_dir(run_dir: Path, from_clock: bool) -> Path:
     except OSError as e:
         raise UserError(f"cannot create hydra.run.dir={run_dir} ({e.strerror or e}): choose another hydra.run.dir") from None
     if claimed is None:
-        pid = holder(run_dir / RUN_LOCK)
-        who, stop = (f" (pid {pid})", f"stop it (kill {pid})") if pid else ("", "stop it")
-        raise UserError(f"{run_dir} is being written by another process{who}: wait for it to end, {stop}, "
-                        "or choose another hydra.run.dir")
+        _refuse(run_dir, holder(run_dir / RUN_LOCK))
     return claimed
+
+
+def refuse_if_held(run_dir: Path) -> None:
+    """The UserError of hold_run_dir when another process holds `run_dir` now; nothing is created."""
+    pid = held_by(run_dir / RUN_LOCK)
+    if pid is not None:
+        _refuse(run_dir, pid)
+
+
+def _refuse(run_dir: Path, pid: str | None) -> None:
+    who, stop = (f" (pid {pid})", f"stop it (kill {pid})") if pid else ("", "stop it")
+    raise UserError(f"{run_dir} is being written by another process{who}: wait for it to end, {stop}, "
+                    "or choose another hydra.run.dir")

@@ -233,8 +233,8 @@ def _prepare(parsed) -> list[str]:
         added = continued_overrides(resume.get("overrides", []), overrides, run_dir_of(source))
     command = compose_command(config_name, overrides + added, parsed.multirun, parsed.config_dir)
     writer = not parsed.multirun and planned_rank(command.jobs[0].hardware) == 0  # under DDP rank 0 locks (_claim_run_dir)
-    if writer and command.output_dir and locks.held_by(command.output_dir / locks.RUN_LOCK) is not None:
-        locks.hold_run_dir(command.output_dir, False)  # another process writes it: say so before what it holds
+    if writer and command.output_dir:
+        locks.refuse_if_held(command.output_dir)  # another process writes it: say so before what it holds
     check_output_dir(command.output_dir, parsed.multirun, fresh=resume is None)
     for cfg in command.jobs:
         validate_train(cfg)
