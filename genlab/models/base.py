@@ -30,6 +30,16 @@ What a family provides:
                       or of a rule linking them to other sections (e.g. fp16 with R1)
     migrate(config)   classmethod: fill in, in place, the keys a checkpoint's config predates
 
+Optional, for families whose decode is an iterative solve (diffusion, genlab/models/diffusion.py); a
+caller reads them with getattr and a default, since the one-pass families need neither:
+
+    nfe               network evaluations per image of one decode at the current settings (default 1):
+                      for such a family quality is bought with steps, so `genlab eval` reports it beside
+                      every FID. No existing member says what a decode costs.
+    sample_steps      solver steps of decode, an int that a caller may assign on a loaded model to
+                      sweep quality against cost (FID against steps) without retraining; no existing
+                      member changes how decode runs.
+
 The base class's `encode` and `traversal` refuse with a one-line UserError, so a caller never asks
 which family it holds.
 """
