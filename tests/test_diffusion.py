@@ -97,7 +97,7 @@ def test_a_training_step_minimises_edms_loss_on_its_noise_distribution():
     torch.manual_seed(5)
     stats = model.train_step(b)
     torch.testing.assert_close(stats["weighted_sq_error"], expected.mean())
-    torch.testing.assert_close(stats["sigma_median"], sigma.flatten().median())
+    torch.testing.assert_close(stats["ln_sigma_mean"], sigma.log().mean())
     assert model.images_seen == 8
     # the learning rate ramps from 0 (EDM's lr_rampup_kimg): the first step changed nothing
     assert model.optimizer.param_groups[0]["lr"] == 0.0
@@ -244,6 +244,39 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert not torch.equal(a["model"]["net"]["stem.weight"], a["model"]["net_ema"]["stem.weight"])
     for png in (straight / "samples").iterdir():  # grids decoded by the ODE solve, byte for byte
         assert (split / "samples" / png.name).read_bytes() == png.read_bytes(), png.name
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_two_ddp_processes_train_as_one(tmp_path):
+    """hardware=ddp on two gloo CPU processes: each rank draws its rows of the whole batch's noise, σ and
+    label-dropout draws, DDP averages the gradients, and the EMA counts the global batch, so the run
+    matches one process to float tolerance (no dropout: its masks are drawn per rank)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_distributed import scalars
+
+    from genlab.train import train
+    from genlab.training.checkpoint import load_checkpoint
+
+    small = [o for o in RUN if not o.startswith("hardware")] + ["model.dropout=0", "trainer.max_steps=4"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    launch = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "genlab.cli", "train", "hardware=ddp", "hardware.device=cpu", *small, "hydra.run.dir=ddp"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    train(compose_jobs("train", [*RUN, "model.dropout=0", "trainer.max_steps=4"], False)[0], tmp_path / "single")
+    expected, got = scalars(tmp_path / "single"), scalars(tmp_path / "ddp")
+    assert got.keys() == expected.keys() and "train/weighted_sq_error" in got
+    for tag, points in expected.items():
+        assert got[tag] == pytest.approx(points, rel=1e-5, abs=1e-6), tag
+    ddp, single = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt")["model"] for run in ("ddp", "single"))
+    assert ddp["images_seen"] == single["images_seen"] == 4 * 8
+    for net in ("net", "net_ema"):
+        for name, value in single[net].items():
+            torch.testing.assert_close(ddp[net][name], value, rtol=1e-4, atol=1e-6, msg=f"{net}.{name}")
 
 
 @pytest.fixture(scope="module")

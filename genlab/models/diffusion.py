@@ -56,7 +56,8 @@ ema_rampup_ratio·n) images: the half-life grows with the run, so a run stopped 
 has a sensible average. Learning rate: lr·min(n / (lr_rampup_kimg·1000), 1) (EDM's linear ramp).
 
 Logged scalars, per image: `weighted_sq_error` (the loss above, summed over the pixels of y in
-[−1, 1]), `sigma_median` (the batch's median σ, a check on the training distribution).
+[−1, 1]), `ln_sigma_mean` (the batch's mean ln σ, ≈ P_mean: a check on the training distribution;
+a mean, so that under DDP the ranks' values average to the whole batch's).
 """
 
 from __future__ import annotations
@@ -364,7 +365,7 @@ class Diffusion(GenerativeModel):
         optim.step(self.optimizer)
         self._update_ema(global_batch)
         self.images_seen += global_batch
-        return {"weighted_sq_error": loss.detach(), "sigma_median": sigma.detach().flatten().median()}
+        return {"weighted_sq_error": loss.detach(), "ln_sigma_mean": sigma.detach().log().mean()}
 
     @torch.no_grad()
     def _update_ema(self, batch_size: int) -> None:
