@@ -1,5 +1,8 @@
 """Diffusion (EDM): a denoiser trained on noise levels σ, sampled by the probability-flow ODE.
 
+One module past ~350 lines on purpose: a family is one module plus one YAML (issue 32, DESIGN.md), and
+its U-Net lives here because no other family uses it.
+
 Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative
 Models" (NeurIPS), as in their code (NVlabs/edm: training/loss.py EDMLoss, training/networks.py
 EDMPrecond and SongUNet, generate.py edm_sampler, training/training_loop.py for the EMA and the
