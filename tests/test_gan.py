@@ -23,6 +23,7 @@ CPU = torch.device("cpu")
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
 SCALARS = {"d_loss", "g_loss", "g_diversity", "d_real", "d_fake", "r1_grad_sq", "d_grad_norm", "g_grad_norm"}
 CLASS_SCALARS = {"real_class_acc", "fake_class_acc"}  # cgan with its auxiliary classifier
+ARCHS = ["dcgan", "infogan", "infogan_cr"]
 
 
 def composed(*overrides: str):
@@ -46,7 +47,7 @@ def batch(n=8, image_shape=(1, 16, 16), num_classes=3, seed=0) -> Batch:
     return Batch(torch.rand(n, *image_shape, generator=g), torch.randint(num_classes, (n,), generator=g))
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("name", ["gan", "cgan"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size", [28, 32, 64])
@@ -99,7 +100,8 @@ def test_losses_match_closed_forms():
 
 
 @pytest.mark.parametrize("name,loss,d_steps,arch", [("gan", "nonsaturating", 1, "dcgan"), ("cgan", "hinge", 2, "dcgan"),
-                                                    ("cgan", "nonsaturating", 1, "infogan")])
+                                                    ("cgan", "nonsaturating", 1, "infogan"),
+                                                    ("cgan", "nonsaturating", 1, "infogan_cr")])
 def test_one_step_updates_both_networks(name, loss, d_steps, arch):
     torch.manual_seed(0)
     model = make(name, loss=loss, d_steps=d_steps, arch=arch)
@@ -116,8 +118,9 @@ def test_one_step_updates_both_networks(name, loss, d_steps, arch):
         assert all(torch.isfinite(v).all() for v in after[net].values() if v.is_floating_point())
     if name == "cgan":  # the label embedding and the projection are trained too
         assert not torch.equal(after["generator"]["embed.weight"], before["generator"]["embed.weight"])
-        assert not torch.equal(after["discriminator"]["project.weight"], before["discriminator"]["project.weight"])
-        assert not torch.equal(after["discriminator"]["classifier.weight"], before["discriminator"]["classifier.weight"])
+        for layer in ("project", "classifier"):  # under spectral norm the trained weight is `….original`
+            key = f"{layer}.parametrizations.weight.original" if arch == "infogan_cr" else f"{layer}.weight"
+            assert not torch.equal(after["discriminator"][key], before["discriminator"][key]), key
 
 
 def test_r1_is_the_squared_input_gradient_of_d_on_real_images():
@@ -180,7 +183,7 @@ def test_auxiliary_classifier_loss_is_cross_entropy_and_off_at_zero():
     assert not torch.equal(updates[1.0]["discriminator"][conv], updates[0.0]["discriminator"][conv])
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_ema_follows_its_formula_and_is_what_sample_uses(arch):
     torch.manual_seed(0)
     model = make("gan", ema_decay=0.999, arch=arch)
@@ -226,7 +229,7 @@ def _train(model, first: int, last: int):
     return [model.train_step(batch(seed=i)) for i in range(first, last)]
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_training_is_deterministic_and_resumes_exactly(arch):
     torch.manual_seed(0)
     first = make("cgan", d_steps=2, arch=arch)
@@ -276,7 +279,9 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.ema_decay=1", "model.ema_decay=1 is not allowed: expected a number >= 0 and < 1"),
     ("model.ema_decay=-0.5", "model.ema_decay=-0.5 is not allowed"),
     ("model.embed_dim=0", "model.embed_dim=0 is not allowed: expected an integer >= 1"),
-    ("model.arch=resnet", "model.arch='resnet' is not allowed: choose one of dcgan, infogan"),
+    ("model.arch=resnet", "model.arch='resnet' is not allowed: choose one of dcgan, infogan, infogan_cr"),
+    ("model.g_steps=0", "model.g_steps=0 is not allowed: expected an integer >= 1"),
+    ("model.d_lr_scale=0", "model.d_lr_scale=0 is not allowed: expected a number > 0"),
 ])
 def test_bad_gan_values_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
@@ -284,11 +289,12 @@ def test_bad_gan_values_are_one_line_errors(override, message):
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
-def test_infogan_follows_the_fp16_rules_and_trains_under_fp16():
+@pytest.mark.parametrize("arch", ["infogan", "infogan_cr"])
+def test_infogan_follows_the_fp16_rules_and_trains_under_fp16(arch):
     with pytest.raises(ConfigError, match="R1's double backward through BatchNorm overflows fp16"):
-        validate_train(composed("model=gan", "model.arch=infogan", "hardware.precision=fp16"))
+        validate_train(composed("model=gan", f"model.arch={arch}", "hardware.precision=fp16"))
     torch.manual_seed(0)
-    model = make("cgan", arch="infogan", r1_gamma=0.0)
+    model = make("cgan", arch=arch, r1_gamma=0.0)
     skipped = []
     for i in range(12):  # loss scaling skips the first updates while S falls from 2^16 (~10 here)
         before = copy.deepcopy(model.state_dict())
@@ -308,13 +314,15 @@ def test_checkpoints_before_model_arch_ran_dcgan():
 
     migrate_config(config)
     assert config["model"]["arch"] == "dcgan"
+    assert (config["model"]["g_steps"], config["model"]["d_lr_scale"]) == (1, 1.0)  # one G update, one lr
 
 
-def test_infogan_cgan_samples_from_its_checkpoint_in_every_mode(tmp_path):
+@pytest.mark.parametrize("arch", ["infogan", "infogan_cr"])
+def test_infogan_cgan_samples_from_its_checkpoint_in_every_mode(tmp_path, arch):
     from genlab.sample import load_model, render
     from genlab.train import train
 
-    cfg = compose_jobs("train", [*TINY, "model=cgan", "model.arch=infogan", "noise_dim=8"], False)[0]
+    cfg = compose_jobs("train", [*TINY, "model=cgan", f"model.arch={arch}", "noise_dim=8"], False)[0]
     model = load_model(train(cfg, tmp_path / "run")["ckpt"])  # rebuilt from the checkpoint alone
     seeded = lambda: torch.Generator().manual_seed(4)  # noqa: E731
     grid, per_row = render(model, "grid", 6, 3, None, seeded())  # the class grid: 3 classes × 2

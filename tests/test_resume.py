@@ -27,7 +27,8 @@ from genlab.training.checkpoint import CheckpointError, RunCheckpoints, load_che
 from genlab.training.loop import NonFiniteError, ScalarWindow, LoopSettings, fit
 
 # Models whose continuation must be exact; each new model family is added here.
-MODELS = ["vae", "vae model.ema_decay=0.9", "gan", "cgan", "gan model.arch=infogan"]
+MODELS = ["vae", "vae model.ema_decay=0.9", "gan", "cgan", "gan model.arch=infogan",
+          "cgan model.arch=infogan_cr model.g_steps=2 model.d_lr_scale=2"]
 
 
 def compose(*overrides: str):

@@ -1,4 +1,4 @@
-"""GAN and class-conditional GAN: DCGAN or InfoGAN networks, non-saturating or hinge loss, an EMA generator.
+"""GAN and class-conditional GAN: DCGAN, InfoGAN or InfoGAN-CR networks, non-saturating or hinge loss, an EMA generator.
 
 Networks, picked by `model.arch` (genlab/models/gan_nets.py): `dcgan` (default; Radford et al. 2016,
 "Unsupervised Representation Learning with Deep Convolutional GANs"): the generator maps z ~ N(0, I)
@@ -6,7 +6,9 @@ through a linear projection and stride-2 transposed convolutions with BatchNorm 
 x̃ in [−1, 1] (images in [0, 1] are (x̃ + 1)/2); the discriminator maps an image scaled to [−1, 1]
 through stride-2 convolutions with LeakyReLU(0.2) (BatchNorm after all but the first) to features φ(x)
 and a real-valued score (a logit). `infogan`: the networks of Lucic et al. 2018's study, two FC and
-two (de)conv layers each. Either way:
+two (de)conv layers each. `infogan_cr`: InfoGAN-CR's dSprites networks (Lin et al. 2020), with
+spectral normalisation on every layer of D; for the cgan the projection embedding e_D and the
+auxiliary classifier below are spectrally normalised too. Either way:
 
     gan:   D(x)    = w·φ(x) + b
     cgan:  D(x, y) = w·φ(x) + b + e_D(y)·φ(x)      projection discriminator (Miyato & Koyama 2018,
@@ -48,8 +50,10 @@ Classifier GANs"), a linear head on D's features beside the projection: class lo
 (Odena et al. also train it on fakes). Without it the projection alone did not make the cgan
 draw its class on shapes (docs/gan-shapes.md, with what is still open).
 
-One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then one
-generator update with fresh z. Fake images take the real batch's labels, so the cGAN's fakes follow
+One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then
+`g_steps` generator updates, each with fresh z (InfoGAN-CR's code updates G twice per D update). D's
+learning rate is the optimizer's times `d_lr_scale` (two time-scale updates, Heusel et al. 2017;
+InfoGAN-CR: G 1e-3, D 2e-3). Fake images take the real batch's labels, so the cGAN's fakes follow
 the data's class frequencies. All noise comes from torch's global RNG (seeded by the run and saved
 in its checkpoints), so runs repeat exactly on the CPU.
 
@@ -66,7 +70,8 @@ coordinates x_j = V_kᵀ(a_j − ā) are transferred to z-space by least-squares
 U = argmin_U Σ_j ‖U x_j − z_j‖², and each column of U, normalized to unit length, is one direction,
 named with its share of the variance.
 
-Logged scalars (per image, averaged over the d_steps updates where they come from D):
+Logged scalars (per image, averaged over the d_steps updates where they come from D and the g_steps
+updates where they come from G):
     d_loss, g_loss        L_D (without R1) and L_G
     r1_grad_sq            ‖∇_x D(x)‖² on the real batch
     d_real, d_fake        nonsaturating: mean σ(D(x)), σ(D(x̃)), the probability D gives "real";
@@ -125,6 +130,10 @@ class Discriminator(nn.Module):
         if self.project is not None:
             nn.init.normal_(self.project.weight, 0.0, 0.02)
         self.classifier = nn.Linear(self.net.flat_features, num_classes) if num_classes and classify else None
+        if getattr(self.net, "spectral_norm", False):  # the pair's own layers are normalised: these too
+            for module in (self.project, self.classifier):
+                if module is not None:
+                    torch.nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.net.features(x)
@@ -155,6 +164,7 @@ class GAN(GenerativeModel):
         self.image_shape = tuple(image_shape)
         self.latent_dim, self.loss = model["latent_dim"], model["loss"]
         self.d_steps, self.ema_decay, self.r1_gamma = model["d_steps"], model["ema_decay"], model["r1_gamma"]
+        self.g_steps = model["g_steps"]
         self.mode_seeking = model["mode_seeking"]
         self.num_classes = num_classes if self.conditional else None
         self.class_loss = model["class_loss"] if self.conditional else 0.0
@@ -165,7 +175,8 @@ class GAN(GenerativeModel):
         self.generator_ema = average_of(self.generator)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
-        self.d_optimizer = make_optimizer(self.discriminator.parameters(), optimizer)
+        self.d_optimizer = make_optimizer(self.discriminator.parameters(),
+                                          {**optimizer, "lr": optimizer["lr"] * model["d_lr_scale"]})
         self.device = device
 
     @classmethod
@@ -176,6 +187,8 @@ class GAN(GenerativeModel):
         require(cfg, "model.lr", "number", low=0, low_open=True)
         require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
         require(cfg, "model.d_steps", "int", low=1)
+        require(cfg, "model.g_steps", "int", low=1)
+        require(cfg, "model.d_lr_scale", "number", low=0, low_open=True)
         require(cfg, "model.r1_gamma", "number", low=0)
         require(cfg, "model.mode_seeking", "number", low=0)
         require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
@@ -189,6 +202,8 @@ class GAN(GenerativeModel):
     def migrate(cls, config: dict) -> None:
         config["model"].setdefault("mode_seeking", 0.0)  # added after the first checkpoints: they ran without it
         config["model"].setdefault("arch", "dcgan")  # the only networks before model.arch
+        config["model"].setdefault("g_steps", 1)  # one G update per step, one learning rate, before these keys
+        config["model"].setdefault("d_lr_scale", 1.0)
         config.pop("beta", None)  # the VAE's shorthand, at the top of every run's config before it moved to vae.yaml
 
     def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -250,26 +265,30 @@ class GAN(GenerativeModel):
         self.discriminator.requires_grad_(False)
         if labels is not None:  # pairs (i, ⌊n/2⌋ + i) share a label, for diversity_ratio
             labels = torch.cat([labels[: n // 2], labels[: n - n // 2]])
-        z = self._noise(batch)
-        fake = self.generator(z, labels)
-        fake_score, fake_logits = self.discriminator(fake, labels)
-        g_loss = self._g_loss(fake_score.float())
-        class_loss, fake_class_acc = self._classified(fake_logits, labels)
-        diversity = diversity_ratio(fake, z)
-        total = g_loss + self.class_loss * class_loss
-        if self.mode_seeking:
-            total = total + self.mode_seeking / (diversity + 1e-5)
-        self.g_optimizer.zero_grad(set_to_none=True)
-        optim.backward(total, self.g_optimizer)
+        g_stats = []
+        for _ in range(self.g_steps):
+            z = self._noise(batch)
+            fake = self.generator(z, labels)
+            fake_score, fake_logits = self.discriminator(fake, labels)
+            g_loss = self._g_loss(fake_score.float())
+            class_loss, fake_class_acc = self._classified(fake_logits, labels)
+            diversity = diversity_ratio(fake, z)
+            total = g_loss + self.class_loss * class_loss
+            if self.mode_seeking:
+                total = total + self.mode_seeking / (diversity + 1e-5)
+            self.g_optimizer.zero_grad(set_to_none=True)
+            optim.backward(total, self.g_optimizer)
+            optim.unscale(self.g_optimizer)
+            g_stats.append(torch.stack([g_loss.detach(), diversity.detach(), _grad_norm(self.generator),
+                                        fake_class_acc]))
+            optim.step(self.g_optimizer)
+            update_average(self.generator_ema, self.generator, self.ema_decay, self.ema_updates)
+            self.ema_updates += 1
         self.discriminator.requires_grad_(True)
-        optim.unscale(self.g_optimizer)
-        g_grad_norm = _grad_norm(self.generator)
-        optim.step(self.g_optimizer)
-        update_average(self.generator_ema, self.generator, self.ema_decay, self.ema_updates)
-        self.ema_updates += 1
 
         d_loss, r1_grad_sq, d_real, d_fake, d_grad_norm, real_class_acc = torch.stack(d_stats).mean(0)
-        stats = {"d_loss": d_loss, "g_loss": g_loss.detach(), "g_diversity": diversity.detach(), "d_real": d_real,
+        g_loss, diversity, g_grad_norm, fake_class_acc = torch.stack(g_stats).mean(0)
+        stats = {"d_loss": d_loss, "g_loss": g_loss, "g_diversity": diversity, "d_real": d_real,
                  "d_fake": d_fake, "r1_grad_sq": r1_grad_sq, "d_grad_norm": d_grad_norm, "g_grad_norm": g_grad_norm}
         if self.class_loss:
             stats |= {"real_class_acc": real_class_acc, "fake_class_acc": fake_class_acc}

@@ -27,6 +27,28 @@ moving averages with decay 0.999, i.e. PyTorch's momentum 10⁻³; PyTorch's run
 unbiased one (n/(n − 1) times TF's, 1.6% for the FC layers' batch of 64). Initialisation as their
 ops.py: conv weights ~ N(0, 0.02²) truncated at ±2σ, linear and deconv weights ~ N(0, 0.02²),
 biases 0, BatchNorm γ = 1, β = 0; every layer has a bias, as theirs do.
+
+infogan_cr: the dSprites networks of InfoGAN-CR (Lin, Thekumparampil, Fanti & Oh 2020, "InfoGAN-CR and
+ModelCentrality: Self-supervised Model Training and Selection for Disentangling GANs"), read from their
+code (fjxmlzn/InfoGAN-CR, InfoGAN-CR_dSprites/gan/network.py: Decoder and InfoGANDiscriminator's
+shared trunk and "x" head; op.py; sn.py). With w = model.width (w = 32 is theirs) at 64 px, every
+(de)conv 4×4, stride 2, padding 1 (TF's SAME), LReLU slope 0.2:
+
+    G: FC 4w, ReLU, BN → FC 2w·4·4, ReLU, BN → deconv 2w, LReLU, BN → deconv w, LReLU, BN
+       → deconv w, LReLU, BN → deconv C → sigmoid
+    D: SN conv w, LReLU → SN conv w, LReLU → SN conv 2w, LReLU → SN conv 2w, LReLU
+       → SN FC 4w, LReLU → SN FC 1                                  (no BatchNorm in D)
+
+i.e. G: FC 128 → FC 4·4·64 → deconvs 64/32/32 → 1 and D: convs 32/32/64/64 → FC 128 → 1 at w = 32.
+Their G applies BatchNorm after the activation (kept here). Other sizes keep the rule "2w channels at
+the two smallest resolutions, w above" (32 px: D convs w/2w/2w; 28 px starts G at 7×7). SN is
+spectral normalisation (Miyato et al. 2018) with one power iteration per forward pass in training
+mode (torch.nn.utils.parametrizations.spectral_norm; theirs, from tf-SNDCGAN, updates u once per
+training step) on every D layer, as theirs; genlab/models/gan.py also normalises the cgan's
+projection embedding and auxiliary classifier when the pair asks for it (`spectral_norm = True`), as
+their Q head (InfoGAN's classifier of the codes) is. BatchNorm: theirs, tf.contrib's with decay 0.9
+and ε = 10⁻⁵, is PyTorch's default (momentum 0.1). Images: sigmoid in G and [0, 1] into D, as the
+infogan pair. Initialisation: their op.py's, the same as compare_gan's (`tf_init`).
 """
 
 from __future__ import annotations
@@ -34,7 +56,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genlab.models.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init
+from torch.nn.utils.parametrizations import spectral_norm
+
+from genlab.models.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, feature_sizes
 
 TF_BN = {"eps": 1e-3, "momentum": 1e-3}  # tf.contrib.layers.batch_norm(epsilon=0.001, decay=0.999)
 
@@ -110,4 +134,57 @@ class InfoGANDiscriminator(nn.Module):
         return self.convs((x + 1) / 2)  # their D reads images in [0, 1]
 
 
-ARCHS = {"dcgan": (DCGANGenerator, DCGANDiscriminator), "infogan": (InfoGANGenerator, InfoGANDiscriminator)}
+def cr_widths(image_size: int, width: int) -> tuple[list[int], int]:
+    """infogan_cr's channels per resolution, largest first (64 px: [w, w, 2w, 2w]), and the smallest size."""
+    check_image_size(image_size)
+    sizes = feature_sizes(image_size)
+    return [width if k < len(sizes) - 2 else 2 * width for k in range(len(sizes))], sizes[-1]
+
+
+class InfoGANCRGenerator(nn.Module):
+    def __init__(self, image_shape, width: int, in_features: int):
+        super().__init__()
+        channels, size = image_shape[0], image_shape[-1]
+        widths, start = cr_widths(size, width)
+        up = widths[::-1]  # 64 px: 2w at 4 px (the FC's output), 2w at 8, w at 16, w at 32
+        self.first = nn.Sequential(nn.Linear(in_features, 4 * width), nn.ReLU(), nn.BatchNorm1d(4 * width))
+        layers = [nn.Linear(4 * width, up[0] * start * start), nn.ReLU(), nn.BatchNorm1d(up[0] * start * start),
+                  nn.Unflatten(1, (up[0], start, start))]
+        for in_ch, out_ch in zip(up, up[1:]):
+            layers += [nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1), nn.LeakyReLU(0.2), nn.BatchNorm2d(out_ch)]
+        layers.append(nn.ConvTranspose2d(up[-1], channels, 4, 2, 1))
+        self.rest = nn.Sequential(*layers)
+        self.apply(tf_init)
+
+    def first_activations(self, v: torch.Tensor) -> torch.Tensor:
+        return self.first(v)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return 2 * torch.sigmoid(self.rest(self.first(v))) - 1  # their sigmoid image, in [−1, 1]
+
+
+class InfoGANCRDiscriminator(nn.Module):
+    spectral_norm = True  # gan.py normalises the cgan's projection and classifier too
+
+    def __init__(self, image_shape, width: int):
+        super().__init__()
+        channels, size = image_shape[0], image_shape[-1]
+        widths, end = cr_widths(size, width)
+        layers = []
+        for in_ch, out_ch in zip([channels, *widths], widths):
+            layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers += [nn.Flatten(), nn.Linear(widths[-1] * end * end, 4 * width), nn.LeakyReLU(0.2)]
+        self.convs = nn.Sequential(*layers)
+        self.flat_features = 4 * width
+        self.head = nn.Linear(self.flat_features, 1)
+        self.apply(tf_init)
+        for module in [*self.convs, self.head]:
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                spectral_norm(module)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs((x + 1) / 2)  # their D reads images in [0, 1]
+
+
+ARCHS = {"dcgan": (DCGANGenerator, DCGANDiscriminator), "infogan": (InfoGANGenerator, InfoGANDiscriminator),
+         "infogan_cr": (InfoGANCRGenerator, InfoGANCRDiscriminator)}
