@@ -129,3 +129,48 @@ def test_cgan_shapes_trains_resumes_and_evaluates_with_the_shapes_ruler(tmp_path
     shapes = report["metrics"]["shapes"] if "metrics" in report else report["shapes"]
     assert set(shapes["own_shape"]) == {"square", "ellipse", "heart"} and shapes["n"] == 12
     assert all(0 <= v <= 1 for v in shapes["own_shape"].values())
+
+
+def test_explore_serves_an_infogan_cr_cgan_through_the_model_interface(tmp_path):
+    """Sliders (GANSpace directions of G's first layer), a moved slider changes the image, and the
+    page's command line draws the same pixels with genlab sample."""
+    import base64
+    import io
+    import shlex
+    import threading
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+
+    from genlab.compose import compose_jobs
+    from genlab.explore.server import Explorer, ExploreServer
+    from genlab.images import PADDING
+    from genlab.train import train
+
+    # a large learning rate: two updates from the initial weights (N(0, 0.02²)) make z visible in 8-bit pixels
+    overrides = [*TINY, "model=cgan", "model.arch=infogan_cr", "noise_dim=8", "trainer.max_steps=2", "model.lr=0.05"]
+    train(compose_jobs("train", overrides, False)[0], tmp_path / "run", overrides)
+    server = ExploreServer(Explorer(tmp_path / "run" / "checkpoints" / "last.pt", log=lambda line: None), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def call(path, body=None):
+            data = None if body is None else json.dumps(body).encode()
+            with urllib.request.urlopen(urllib.request.Request(server.url + path, data=data), timeout=60) as response:
+                return json.loads(response.read())
+
+        info = call("api/info")
+        first = info["directions"][0]
+        assert first["name"].startswith("PC0 ") and len(first["vector"]) == info["latent_size"] == 8
+        base = torch.randn(8, generator=torch.Generator().manual_seed(1))
+        moved = base + 3 * torch.tensor(first["vector"])
+        answers = [call("api/decode", {"latents": [z.tolist()], "labels": [2]}) for z in (base, moved)]
+        images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(a["images"][0]))).convert("L")) for a in answers]
+        assert images[0].shape == (16, 16) and not np.array_equal(images[0], images[1])
+        words = shlex.split(answers[1]["command"])
+        result = genlab(*words[1:], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        written = np.asarray(Image.open(tmp_path / words[-1].split("=", 1)[1]).convert("L"))
+        np.testing.assert_array_equal(written[PADDING:-PADDING, PADDING:-PADDING], images[1])
+    finally:
+        server.shutdown()

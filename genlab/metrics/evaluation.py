@@ -277,7 +277,8 @@ class Evaluation:
         classes = self.model.num_classes
         labels = torch.arange(classes).repeat_interleave(self.n // classes) if classes else None
         images = self.generated(labels)
-        return {**shape_shares(images.float().div(255), labels), "n": len(images), "seed": self.settings["seed"]}
+        shares = shape_shares(images.to(self.device).float().div(255), labels)  # the search runs on the eval's device
+        return {**shares, "n": len(images), "seed": self.settings["seed"]}
 
     def inception_fid(self) -> dict:
         from genlab.metrics.classifier import image_settings

@@ -23,7 +23,10 @@ chunks, so memory stays at one chunk; the cost is n × 737,280 distances of H·W
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 from genlab.data.shapes import NUM_IMAGES, SHAPE_NAMES, factor_classes, render
 
@@ -45,6 +48,49 @@ def nearest_real(images: torch.Tensor, image_size: int, candidates: torch.Tensor
         closer = chunk_sq < best_sq
         best_sq[closer], best_index[closer] = chunk_sq[closer], index[chunk_arg[closer]]
     return best_index.cpu(), best_sq.cpu()
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Images (N, C, S, S) blurred by a Gaussian of std `sigma` px (separable, radius ⌈3σ⌉, zero padding)."""
+    if sigma <= 0:
+        return images
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-x.square() / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    out = F.conv2d(images, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), padding=(0, radius), groups=channels)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), padding=(radius, 0), groups=channels)
+
+
+def shift(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, S, S) moved by offsets (N, 2) = (dx, dy) px, bilinear, zeros coming in."""
+    n, _, size, _ = images.shape
+    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = -2 * offsets.to(images) / size  # the grid samples from x − d
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def perturb(images: torch.Tensor, generator: torch.Generator, *, shift_px: float = 0.0, blur: float = 0.0,
+            noise: float = 0.0) -> torch.Tensor:
+    """Real images (N, C, S, S) in [0, 1] changed the way a generator's images differ from real ones:
+    a shift uniform in [−shift_px, shift_px] along each axis, a Gaussian blur of std `blur` px,
+    additive grey noise of std `noise` (clipped to [0, 1]), then rounded to 8 bits as a PNG holds them."""
+    n = images.shape[0]
+    if shift_px:
+        offsets = (torch.rand(n, 2, generator=generator) * 2 - 1) * shift_px
+        images = shift(images, offsets)
+    images = gaussian_blur(images, blur)
+    if noise:
+        images = (images + noise * torch.randn(images.shape, generator=generator).to(images)).clamp(0, 1)
+    return images.mul(255).round().div(255)
+
+
+def read_shapes(images: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+    """The shape the ruler reads in each image (N, 1, S, S) in [0, 1]: an index into SHAPE_NAMES."""
+    return factor_classes(nearest_real(images, images.shape[-1], candidates)[0])[:, 0]
 
 
 def shape_shares(images: torch.Tensor, labels: torch.Tensor | None, candidates: torch.Tensor | None = None) -> dict:
