@@ -51,7 +51,8 @@ def nearest_real(images: torch.Tensor, image_size: int, candidates: torch.Tensor
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Images (N, C, S, S) blurred by a Gaussian of std `sigma` px (separable, radius ⌈3σ⌉, zero padding)."""
+    """Images (N, C, S, S) blurred by a Gaussian of std `sigma` px (separable, radius ⌈3σ⌉, zero padding;
+    sampled at whole pixels, so σ = 0.5's kernel has variance 0.215 px², not 0.25)."""
     if sigma <= 0:
         return images
     radius = max(1, math.ceil(3 * sigma))
