@@ -33,7 +33,9 @@ def validate_train(cfg: DictConfig) -> None:
     if cfg.force_resume and cfg.resume is None:
         raise ConfigError("force_resume=true needs resume=<run dir or checkpoint>: it accepts config changes when resuming")
     validate_hardware(cfg)
-    _validate_dataset(cfg)
+    from genlab.data import validate_dataset
+
+    validate_dataset(cfg)
     from genlab.models import model_class
 
     family = model_class(OmegaConf.to_container(cfg.model))
@@ -53,7 +55,7 @@ def validate_train(cfg: DictConfig) -> None:
 
     # eval.at_end runs after training: its sizes are checked now, not hours later.
     at_end = OmegaConf.to_container(cfg.eval.at_end) if OmegaConf.is_list(cfg.eval.at_end) else cfg.eval.at_end
-    names = applicable(family, cfg.dataset.name) if at_end == "auto" else at_end
+    names = applicable(family, OmegaConf.to_container(cfg.dataset)) if at_end == "auto" else at_end
     check_sizes(names, OmegaConf.to_container(cfg.eval, resolve=True), image_shape(cfg.dataset), "eval.")
 
 
@@ -115,12 +117,11 @@ def validate_hardware(cfg: DictConfig) -> None:
                           "takes the GPU of its local rank; use hardware.device=cuda (or auto)")
 
 
-METRICS = ("nll", "fid", "kid", "pr", "accuracy", "mig", "shapes", "inception_fid")
-
-
 def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
     """Raise ConfigError for the first bad evaluation setting: the keys of configs/evaluation/ at
     `prefix` ("" in `genlab eval`, "eval." in `genlab train`) and the metric list at `metrics_key`."""
+    from genlab.metrics.registry import NAMES as METRICS
+
     metrics = OmegaConf.select(cfg, metrics_key)
     names = OmegaConf.to_container(metrics) if OmegaConf.is_list(metrics) else metrics
     if names != "auto":
@@ -149,50 +150,6 @@ def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
     weights = OmegaConf.select(cfg, f"{prefix}inception.weights")
     if weights is not None and not (isinstance(weights, str) and weights.strip()):
         raise ConfigError(f"{prefix}inception.weights={weights!r} is not allowed: expected null or a file path")
-
-
-GRAYSCALE_DATASETS = ("mnist", "fashion_mnist")
-SPLITS = {"mnist": ("train", "test"), "fashion_mnist": ("train", "test"), "celeba": ("train", "valid", "test")}
-
-
-def _validate_dataset(cfg: DictConfig) -> None:
-    name = cfg.dataset.name
-    size = require(cfg, "dataset.image_size", "int", low=1)
-    binarize = require(cfg, "dataset.binarize", "str", choices=("none", "dynamic", "static"))
-    if binarize != "none" and name not in GRAYSCALE_DATASETS:
-        raise ConfigError(f"dataset.binarize={binarize} is not allowed for {name}: binarization is for the grayscale "
-                          f"datasets ({', '.join(GRAYSCALE_DATASETS)}); use dataset.binarize=none")
-    if name == "shapes":
-        if size not in (8, 16, 32, 64):
-            raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")
-        return
-    for key in ("root",) + (("cache_dir",) if name == "celeba" else ()):
-        value = cfg.dataset[key]
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"dataset.{key}={value!r} is not allowed: expected a folder path")
-    if not isinstance(cfg.dataset.download, bool):
-        raise ConfigError(f"dataset.download={cfg.dataset.download!r} is not allowed: expected true or false")
-    require(cfg, "dataset.split", "str", choices=SPLITS[name])
-    largest = 64  # for mnist: more would only upsample the 28 px originals
-    if name == "celeba":
-        from genlab.data.celeba import ATTRIBUTES, NATIVE_WIDTH
-
-        largest = require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)
-        attributes = cfg.dataset.attributes
-        names = OmegaConf.to_container(attributes) if OmegaConf.is_list(attributes) else attributes
-        # 2^8 = 256 classes already leave most classes with few of CelebA's 162,770 training images.
-        if not isinstance(names, list) or not all(isinstance(a, str) for a in names) or len(set(names)) != len(names) \
-                or len(names) > 8:
-            raise ConfigError(f"dataset.attributes={names!r} is not allowed: expected a list of at most 8 "
-                              "different CelebA attributes, e.g. [Male,Smiling] (2^k classes)")
-        unknown = [a for a in names if a not in ATTRIBUTES]
-        if unknown:
-            raise ConfigError(f"dataset.attributes has {unknown[0]!r}, not a CelebA attribute: choose from "
-                              f"{', '.join(ATTRIBUTES)}")
-    if size < 8 or size % 4 or size > largest:
-        bound = "at most 64" if name in GRAYSCALE_DATASETS else f"at most dataset.crop={largest}"
-        raise ConfigError(f"dataset.image_size={size!r} is not allowed for {name}: expected a multiple of 4, "
-                          f"at least 8 and {bound} (the conv nets halve the image at least twice)")
 
 
 def check_output_dir(path: Path | None, multirun: bool, *, fresh: bool) -> None:

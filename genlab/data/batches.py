@@ -77,6 +77,24 @@ class TensorData(ImageData):
         return self._labels[index.to(self._labels.device)]
 
 
+class IndexedSubset(ImageData):
+    """The images of `data` at `index`, renumbered 0…len(index)−1 (labels and factors follow)."""
+
+    def __init__(self, data: ImageData, index: torch.Tensor):
+        self.data, self.index = data, index
+        self.num_images = len(index)
+        self.image_shape, self.num_classes, self.class_names = data.image_shape, data.num_classes, data.class_names
+
+    def images(self, index: torch.Tensor) -> torch.Tensor:
+        return self.data.images(self.index[index])
+
+    def labels(self, index: torch.Tensor) -> torch.Tensor:
+        return self.data.labels(self.index[index])
+
+    def factors(self, index: torch.Tensor) -> torch.Tensor:
+        return self.data.factors(self.index[index])
+
+
 @dataclass
 class Batch:
     images: torch.Tensor  # float32 in [0, 1], N×C×H×W, on the training device

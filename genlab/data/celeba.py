@@ -48,6 +48,7 @@ import torch
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from genlab.data.base import Dataset, require_conv_size, require_files_keys
 from genlab.data.batches import TensorData
 from genlab.errors import UserError
 
@@ -293,3 +294,41 @@ def decode_image(path: Path, crop: int, size: int) -> np.ndarray:
     if crop != size:
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image).transpose(2, 0, 1)
+
+
+class CelebA(Dataset):
+    """The contract (genlab/data/base.py) for CelebA: configs/dataset/celeba.yaml."""
+
+    @classmethod
+    def image_shape(cls, dataset: dict) -> tuple[int, int, int]:
+        return (3, dataset["image_size"], dataset["image_size"])
+
+    @classmethod
+    def num_classes(cls, dataset: dict) -> int:
+        return 2 ** len(dataset["attributes"])
+
+    @classmethod
+    def load(cls, dataset: dict) -> TensorData:
+        return load_celeba(dataset["root"], dataset["split"], dataset["download"], dataset["crop"],
+                           dataset["image_size"], list(dataset["attributes"]), dataset["cache_dir"])
+
+    @classmethod
+    def validate(cls, cfg) -> None:
+        from omegaconf import OmegaConf
+
+        from genlab.checks import ConfigError, require
+
+        require_files_keys(cfg, ("root", "cache_dir"), tuple(SPLITS))
+        largest = require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)
+        attributes = cfg.dataset.attributes
+        names = OmegaConf.to_container(attributes) if OmegaConf.is_list(attributes) else attributes
+        # 2^8 = 256 classes already leave most classes with few of CelebA's 162,770 training images.
+        if not isinstance(names, list) or not all(isinstance(a, str) for a in names) or len(set(names)) != len(names) \
+                or len(names) > 8:
+            raise ConfigError(f"dataset.attributes={names!r} is not allowed: expected a list of at most 8 "
+                              "different CelebA attributes, e.g. [Male,Smiling] (2^k classes)")
+        unknown = [a for a in names if a not in ATTRIBUTES]
+        if unknown:
+            raise ConfigError(f"dataset.attributes has {unknown[0]!r}, not a CelebA attribute: choose from "
+                              f"{', '.join(ATTRIBUTES)}")
+        require_conv_size(cfg, largest, f"at most dataset.crop={largest}")

@@ -27,6 +27,7 @@ from torchvision import datasets
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_integrity
 
+from genlab.data.base import Dataset, require_conv_size, require_files_keys
 from genlab.data.batches import TensorData
 from genlab.errors import UserError
 
@@ -108,3 +109,34 @@ def _file_problems(source, raw: Path) -> list[tuple[str, str]]:
         else:
             problems.append(("packed", f"{archive} is not unpacked yet"))
     return problems
+
+
+class MNIST(Dataset):
+    """The contract (genlab/data/base.py) for MNIST: configs/dataset/mnist.yaml."""
+
+    source = "mnist"  # the TORCHVISION entry
+    binarizable = True
+    largest_size = 64  # more would only upsample the 28 px originals
+
+    @classmethod
+    def image_shape(cls, dataset: dict) -> tuple[int, int, int]:
+        return (1, dataset["image_size"], dataset["image_size"])
+
+    @classmethod
+    def num_classes(cls, dataset: dict) -> int:
+        return len(TORCHVISION[cls.source].classes)
+
+    @classmethod
+    def load(cls, dataset: dict) -> TensorData:
+        return load_mnist(cls.source, dataset["root"], dataset["split"], dataset["download"], dataset["image_size"])
+
+    @classmethod
+    def validate(cls, cfg) -> None:
+        require_files_keys(cfg, ("root",), tuple(SPLIT_SIZES))
+        require_conv_size(cfg, cls.largest_size, f"at most {cls.largest_size}")
+
+
+class FashionMNIST(MNIST):
+    """Fashion-MNIST: configs/dataset/fashion_mnist.yaml (MNIST's keys and files' layout)."""
+
+    source = "fashion_mnist"

@@ -30,7 +30,9 @@ import math
 
 import torch
 
-from genlab.data.batches import ImageData
+from genlab.checks import ConfigError
+from genlab.data.base import Dataset
+from genlab.data.batches import ImageData, IndexedSubset
 
 NATIVE_SIZE = 64
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -113,3 +115,42 @@ class Shapes(ImageData):
 
     def factors(self, index: torch.Tensor) -> torch.Tensor:
         return factor_classes(index)
+
+
+# Shapes has no splits of its own: every image is a function of its index and models train on all
+# of them. Metrics hold out a fixed random TEST_IMAGES of them (a permutation seeded with 0, the same
+# on every machine) as its "test" split and call the rest "train"; both overlap a model's training
+# data, so on shapes the train-vs-test noise floor measures sampling noise only.
+TEST_IMAGES = 10_000
+IMAGE_SIZES = (8, 16, 32, 64)
+
+
+class ShapesDataset(Dataset):
+    """The contract (genlab/data/base.py) for the built-in shapes: configs/dataset/shapes.yaml."""
+
+    factor_names = FACTOR_NAMES
+    provides = frozenset({"dsprites"})
+
+    @classmethod
+    def image_shape(cls, dataset: dict) -> tuple[int, int, int]:
+        return (1, dataset["image_size"], dataset["image_size"])
+
+    @classmethod
+    def num_classes(cls, dataset: dict) -> int:
+        return len(SHAPE_NAMES)
+
+    @classmethod
+    def load(cls, dataset: dict) -> ImageData:
+        return Shapes(dataset["image_size"])
+
+    @classmethod
+    def reference(cls, dataset: dict, split: str) -> ImageData:
+        shapes = Shapes(dataset["image_size"])
+        order = torch.randperm(shapes.num_images, generator=torch.Generator().manual_seed(0))
+        return IndexedSubset(shapes, order[:TEST_IMAGES] if split == "test" else order[TEST_IMAGES:])
+
+    @classmethod
+    def validate(cls, cfg) -> None:
+        size = cfg.dataset.image_size
+        if size not in IMAGE_SIZES:
+            raise ConfigError(f"dataset.image_size={size!r} is not allowed for shapes: choose 8, 16, 32 or 64")

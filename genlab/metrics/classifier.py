@@ -13,7 +13,7 @@ random draw from `seed`: the same recipe gives the same weights on the same mach
 
 Cache: <cache_dir>/classifiers/<dataset>-<hash>.pt (the evaluation setting `cache_dir`, by default
 $GENLAB_CACHE_DIR or ~/.cache/genlab/cache, the folder CelebA's decoded images go to), where <hash>
-is the SHA-1 of the recipe together with the dataset settings that change its images (everything in `dataset` but where the files are, the
+is the SHA-1 of the recipe together with the dataset settings that change its images (everything in `dataset` but its class, where the files are, the
 split and binarization). The file holds the weights, the recipe, the test accuracy (overall and per
 class) and the training time; it is plain data, written atomically.
 """
@@ -37,7 +37,7 @@ from genlab.models.nets import ConvEncoder
 log = logging.getLogger("genlab")
 
 RECIPE_VERSION = 1  # bump when the network or training code changes what a recipe produces
-NOT_IMAGE_SETTINGS = ("root", "download", "split", "binarize", "cache_dir")
+NOT_IMAGE_SETTINGS = ("_target_", "root", "download", "split", "binarize", "cache_dir")
 
 
 class DomainClassifier(nn.Module):

@@ -4,13 +4,13 @@ only to read checkpoints written before `_target_` existed."""
 
 from __future__ import annotations
 
-import importlib
 import re
 
 import torch
 
 from genlab.errors import CheckpointError, UserError
 from genlab.models.base import GenerativeModel
+from genlab.targets import target_class
 
 # `model.name` → class, for the configs of checkpoints from before `model._target_`.
 LEGACY_TARGETS = {"vae": "genlab.models.vae.VAE", "gan": "genlab.models.gan.GAN", "cgan": "genlab.models.gan.CGAN"}
@@ -18,17 +18,7 @@ LEGACY_TARGETS = {"vae": "genlab.models.vae.VAE", "gan": "genlab.models.gan.GAN"
 
 def model_class(model: dict) -> type[GenerativeModel]:
     """The class a config's `model` section names with `_target_` (module.Class)."""
-    target = model.get("_target_")
-    module_name, _, class_name = target.rpartition(".") if isinstance(target, str) else ("", "", "")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
-    except ImportError as e:
-        raise UserError(f"model._target_={target} cannot be imported ({e}): install its package or put its "
-                        "folder on PYTHONPATH") from None
-    if not (isinstance(found, type) and issubclass(found, GenerativeModel)):
-        raise UserError(f"model._target_={target!r} is not a genlab model class: name a subclass of "
-                        "genlab.models.base.GenerativeModel, e.g. model._target_=genlab.models.vae.VAE")
-    return found
+    return target_class("model", model.get("_target_"), GenerativeModel, "genlab.models.vae.VAE")
 
 
 def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device) -> GenerativeModel:

@@ -31,7 +31,8 @@ FORMAT_VERSION = 1
 LAST = "last.pt"
 STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
 # hardware keys added after checkpoints were first written, at the value those checkpoints ran
-# with; load_checkpoint fills them in (and the model family's own, see genlab.models.migrate_config),
+# with; load_checkpoint fills them in (and the model family's and dataset's own, see
+# genlab.models.migrate_config and genlab.data.migrate_dataset_config),
 # so an older checkpoint builds, samples and resumes as one written now.
 ADDED_HARDWARE_KEYS = {"compile": False, "distributed": False}
 
@@ -125,11 +126,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         )
     config = state.get("config")
     if isinstance(config, dict):
+        from genlab.data import migrate_dataset_config
         from genlab.models import migrate_config
 
         for key, value in ADDED_HARDWARE_KEYS.items():
             config.get("hardware", {}).setdefault(key, value)
         migrate_config(config)
+        migrate_dataset_config(config)
     return state
 
 
