@@ -53,7 +53,9 @@ def validate_train(cfg: DictConfig) -> None:
     from genlab.data import image_shape
     from genlab.metrics.evaluation import applicable, check_sizes
 
-    # eval.at_end runs after training: its sizes are checked now, not hours later.
+    # eval.at_end runs after training: its sizes are checked now, not hours later. Before a model
+    # exists, auto is read from the family's class (a family conditional by its config adds accuracy
+    # at the end, a classifier metric whose sizes fid's check already covers).
     at_end = OmegaConf.to_container(cfg.eval.at_end) if OmegaConf.is_list(cfg.eval.at_end) else cfg.eval.at_end
     names = applicable(family, OmegaConf.to_container(cfg.dataset)) if at_end == "auto" else at_end
     check_sizes(names, OmegaConf.to_container(cfg.eval, resolve=True), image_shape(cfg.dataset), "eval.")

@@ -14,8 +14,9 @@
     inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py), and
                    its noise floor: the FID between the even- and odd-indexed halves of the test images
 
-The work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
-any work (sizes that cannot fit in memory, or nll's n·k beyond MAX_DECODER_PASSES, once the
+Each metric is one entry of genlab/metrics/registry.py (what it needs, how it runs, its table rows);
+the shared work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
+any work (sizes that cannot fit in memory, or nll's n·k beyond registry.MAX_DECODER_PASSES, once the
 checkpoint says the image size), a rich table, one-line errors.
 """
 
@@ -36,35 +37,16 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from genlab.metrics.registry import METRICS
+
     table = Table(title=f"{result['model']} on {result['dataset']}, step {result['step']}", title_justify="left")
     for column in ("metric", "value", "noise floor", "settings"):
         table.add_column(column)
-    rows = {
-        "nll": lambda m: [("neg. ELBO (nats/image)", m["neg_elbo_nats"], None), ("IWAE NLL bound (nats/image)", m["iwae_nll_nats"], None)],
-        "fid": lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
-        "kid": lambda m: [("KID (classifier features)", f"{m['kid']:.4g} ± {m['kid_std']:.2g}", m["noise_floor"])],
-        "pr": lambda m: [("precision", m["precision"], m["noise_floor_precision"]), ("recall", m["recall"], m["noise_floor_recall"])],
-        "accuracy": lambda m: [("class accuracy", m["accuracy"], None)],
-        "mig": lambda m: [("MIG", m["mig"], None)],
-        "shapes": lambda m: [(f"{name} {'row draws it' if 'own_shape' in m else 'share'}", value, None)
-                             for name, value in m.get("own_shape", m.get("share", {})).items()],
-        "inception_fid": lambda m: [("Inception FID", m["inception_fid"], m.get("noise_floor"))],
-    }
-    settings = {
-        "nll": lambda m: f"k={m['k']}, n={m['n']}, binarization: {m['binarization']}" + (" (grey levels!)" if "note" in m else ""),
-        "fid": lambda m: f"n={m['n']}; floor: n train vs test; classifier {100 * m['classifier']['test_accuracy']:.2f}% test acc.",
-        "kid": lambda m: f"{m['subsets']} subsets of {m['subset_size']}",
-        "pr": lambda m: f"k={m['k']}, n={m['n']}",
-        "accuracy": lambda m: f"{m['per_class_n']} per class: " + " ".join(f"{a:.2f}" for a in m["per_class"]),
-        "mig": lambda m: f"{m['points']} points, {m['bins']} bins",
-        "shapes": lambda m: f"n={m['n']}, nearest of 737,280 real images; mean dist² {m['mean_dist_sq']:.2f}",
-        "inception_fid": lambda m: f"n={m['n']} vs n test; floor: even vs odd test images, n/2 each; {m['weights']}",
-    }
     fmt = lambda v: "" if v is None else v if isinstance(v, str) else f"{v:.4g}"  # noqa: E731
     for name in result["computed"]:
-        metric = result["metrics"][name]
-        for i, (label, value, floor) in enumerate(rows[name](metric)):
-            table.add_row(label, fmt(value), fmt(floor), settings[name](metric) if i == 0 else "")
+        entry, metric = METRICS[name], result["metrics"][name]
+        for i, (label, value, floor) in enumerate(entry.rows(metric)):
+            table.add_row(label, fmt(value), fmt(floor), entry.settings(metric) if i == 0 else "")
     Console().print(table)
     print(result["path"])
 

@@ -4,7 +4,6 @@ cache, and bad input."""
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from genlab.config import ConfigError, validate_eval
 from genlab.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.metrics.evaluation import Evaluation, applicable, check_fits, evaluate
+from genlab.metrics.registry import METRICS
 from genlab.metrics.inception import find_weights, resize_bilinear_tf1
 from genlab.models.base import GenerativeModel
 from genlab.models.gan import CGAN, GAN
@@ -88,16 +88,17 @@ def test_bad_metric_settings_are_refused_before_any_work(tmp_path):
 
 
 def test_metrics_that_do_not_fit_the_model_are_refused_and_auto_picks_those_that_do():
-    vae, gan, cgan = (SimpleNamespace(metrics=family.metrics, kind=family.__name__) for family in (VAE, GAN, CGAN))
-    assert applicable(vae, "shapes") == ["nll", "fid", "kid", "pr", "mig"]
-    assert applicable(gan, "mnist") == ["fid", "kid", "pr"]
-    assert applicable(cgan, "mnist") == ["fid", "kid", "pr", "accuracy"]
+    vae, gan, cgan = VAE, GAN, CGAN
+    shapes, mnist = {"name": "shapes"}, {"name": "mnist"}  # plain dataset sections (from before _target_)
+    assert applicable(vae, shapes) == ["nll", "fid", "kid", "pr", "mig"]
+    assert applicable(gan, mnist) == ["fid", "kid", "pr"]
+    assert applicable(cgan, mnist) == ["fid", "kid", "pr", "accuracy"]
     with pytest.raises(UserError, match="^metric accuracy does not fit the checkpoint's VAE .*fits nll, fid, kid, pr, mig"):
-        check_fits(["fid", "accuracy"], vae, "shapes")
+        check_fits(["fid", "accuracy"], vae, shapes)
     with pytest.raises(UserError, match="^metric nll does not fit the checkpoint's GAN"):
-        check_fits(["nll"], gan, "shapes")
+        check_fits(["nll"], gan, shapes)
     with pytest.raises(UserError, match="mig needs ground-truth factors"):
-        check_fits(["mig"], vae, "mnist")
+        check_fits(["mig"], vae, mnist)
 
 
 def test_inception_fid_without_weights_is_a_clear_error(evaluated_run, monkeypatch):
@@ -169,7 +170,7 @@ def test_conditional_accuracy_is_per_requested_class():
                                       resolve=True)
     run = Evaluation(ToyCGAN(), "toy", {"name": "shapes", "image_size": 8}, settings, torch.device("cpu"))
     run._classifier = (BrightnessClassifier(), {"path": "toy", "test_accuracy": {"overall": 1.0, "per_class": [1.0] * 3}})
-    result = run.accuracy()
+    result = METRICS["accuracy"].run(run)
     assert result["per_class"] == [1.0, 1.0, 0.0] and result["accuracy"] == pytest.approx(2 / 3)
     assert result["per_class_n"] == 10
 

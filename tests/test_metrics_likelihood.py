@@ -41,6 +41,9 @@ class LinearGaussian:
     def recon_nats(self, mean, x):
         return -torch.distributions.Normal(mean.double(), self.s).log_prob(x.double()).sum(1)
 
+    def log_likelihood(self, z, x):  # the likelihood interface genlab's nll asks (genlab/models/base.py)
+        return -self.recon_nats(self.logits(z).float(), x)
+
     def log_marginal(self, x):
         cov = self.w @ self.w.T + self.s**2 * torch.eye(len(self.b), dtype=torch.float64)
         return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x.double())

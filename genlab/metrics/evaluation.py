@@ -19,87 +19,55 @@ from pathlib import Path
 import torch
 
 from genlab.checks import memory_budget, require_fits
-from genlab.config import METRICS
 from genlab.errors import UserError
 from genlab.files import write_text_atomically
 from genlab.images import to_uint8
+from genlab.metrics import registry
 from genlab.metrics.progress import progress_bar
 
 log = logging.getLogger("genlab")
 
-FACTOR_DATASETS = ("shapes",)  # datasets with ground-truth factors of variation (for mig)
-DATASET_METRICS = {"mig": FACTOR_DATASETS, "shapes": FACTOR_DATASETS}  # metrics that also need a kind of dataset
-ANY_MODEL_METRICS = ("shapes", "inception_fid")  # need only the model's images
-NOT_AUTO = ("shapes", "inception_fid")  # minutes each: asked for by name
+def applicable(model, dataset: dict) -> list[str]:
+    """The metrics `metrics=auto` runs for a model (or its family's class) on the dataset a config
+    section describes."""
+    from genlab.data import dataset_class
+
+    return registry.applicable(model, dataset_class(dataset))
 
 
-def _fits(metric: str, model) -> bool:
-    return metric in model.metrics or metric in ANY_MODEL_METRICS
+def check_fits(metrics: list[str], model, dataset: dict) -> None:
+    """UserError for the first metric the model or the dataset a config section describes cannot give."""
+    from genlab.data import dataset_class
 
-
-def applicable(model, dataset: str) -> list[str]:
-    """The metrics `metrics=auto` runs for a model on a dataset (all that fit but NOT_AUTO)."""
-    return [m for m in METRICS if m not in NOT_AUTO and _fits(m, model) and dataset in DATASET_METRICS.get(m, (dataset,))]
-
-
-def check_fits(metrics: list[str], model, dataset: str) -> None:
-    for metric in metrics:
-        if not _fits(metric, model):
-            raise UserError(f"metric {metric} does not fit the checkpoint's {model.kind} (it fits "
-                            f"{', '.join(m for m in METRICS if m in model.metrics)}): drop it from metrics= "
-                            f"(metrics=auto picks what fits: {', '.join(applicable(model, dataset))})")
-        if dataset not in DATASET_METRICS.get(metric, (dataset,)):
-            raise UserError(f"metric {metric} needs ground-truth factors, which only {', '.join(FACTOR_DATASETS)} has, "
-                            f"not {dataset}: drop it from metrics=")
+    registry.check_fits(metrics, model, dataset_class(dataset), dataset["name"])
 
 
 # The feasibility of an evaluation's sizes (see genlab.checks.require_fits), checked before any work.
-# Bytes per image value that a metric holds for all n images at once: float32 copies (classifier
-# inputs, nll, shapes), uint8 for inception_fid; mig reads MIG_POINTS images whatever n is.
-HELD_BYTES_PER_VALUE = {"inception_fid": 1, "mig": 0}
-INCEPTION_INPUT_VALUES = 3 * 299 * 299
-# nll costs n·k decoder passes. Burda et al. 2016 report k=5000 on MNIST's 10,000 test images
-# (5·10⁷ passes); genlab runs at most 200 times that, ~18 days at the 6,558 passes/s of the default
-# decoder measured on this project's 2-core CPU (see Evaluation.nll).
-MAX_DECODER_PASSES = 10**10
 # fid, kid, pr and accuracy read a domain classifier trained on classifier.steps × batch_size images
-# (the default 2,000 × 128 = 2.6·10⁵); kid averages kid_subsets kernels of subset_size² entries
-# (the default 100 × 1,000² = 10⁸). Each bound is ~4,000× and 10,000× the default: days of CPU.
-CLASSIFIER_METRICS = ("fid", "kid", "pr", "accuracy")
+# (the default 2,000 × 128 = 2.6·10⁵); the bound is ~4,000× the default: days of CPU. Each metric's
+# own bounds are in its registry entry (genlab/metrics/registry.py).
 MAX_CLASSIFIER_IMAGES = 10**9
-MAX_KID_KERNEL_ENTRIES = 10**12
 
 
 def check_sizes(names: list[str], settings: dict, image_shape, prefix: str = "") -> None:
     """ConfigError, in one line with the largest value that fits, when evaluating `names` at these
     settings (n, k, batch sizes; keys at `prefix`) would hold more than this machine's memory (a
-    lower bound: the images kept, one batch, nll's k log-weights of an image in float64), or nll's
-    decoder passes exceed MAX_DECODER_PASSES."""
+    lower bound: the images kept, one batch, and what the metrics' entries add), or a metric's work
+    exceeds its bound (nll's decoder passes, kid's kernel entries, the classifier's training)."""
     if not names:
         return
     values = math.prod(image_shape)
-    held = max(HELD_BYTES_PER_VALUE.get(name, 4) for name in names)
+    held = registry.held_bytes_per_value(names)
     sizes = {"n": settings["n"], "batch_size": settings["batch_size"]}
-    if "nll" in names:
-        sizes["k"] = settings["k"]
-        require_fits("metric nll", {"n": settings["n"], "k": settings["k"]}, lambda s: s["n"] * s["k"],
-                     (MAX_DECODER_PASSES, f"the {MAX_DECODER_PASSES:.0e} genlab allows (200× Burda et al. 2016's k=5000 "
-                                          "on 10,000 images; ~18 days on a 2-core CPU)"), "decoder passes", prefix)
-    if set(names) & set(CLASSIFIER_METRICS):
+    if registry.uses_classifier(names):
         classifier = {"classifier.steps": settings["classifier"]["steps"],
                       "classifier.batch_size": settings["classifier"]["batch_size"]}
         require_fits("the domain classifier's training", classifier, lambda s: math.prod(s.values()),
                      (MAX_CLASSIFIER_IMAGES, f"the {MAX_CLASSIFIER_IMAGES:.0e} genlab allows"), "images", prefix)
-    if "kid" in names:
-        kernels = {"kid_subsets": settings["kid_subsets"], "kid_subset_size": min(settings["kid_subset_size"], settings["n"])}
-        require_fits("metric kid", kernels, lambda s: s["kid_subsets"] * s["kid_subset_size"] ** 2,
-                     (MAX_KID_KERNEL_ENTRIES, f"the {MAX_KID_KERNEL_ENTRIES:.0e} genlab allows"), "kernel entries", prefix)
-    if "inception_fid" in names:
-        sizes["inception.batch_size"] = settings["inception"]["batch_size"]
+    sizes.update(registry.work_limits(names, settings, prefix))
 
     def need(s: dict[str, int]) -> int:
-        return ((s["n"] * held + s["batch_size"] * 4) * values + 8 * s.get("k", 0)
-                + 4 * INCEPTION_INPUT_VALUES * s.get("inception.batch_size", 0))
+        return (s["n"] * held + s["batch_size"] * 4) * values + registry.extra_bytes(s)
 
     shape = "×".join(map(str, image_shape))
     require_fits(f"metrics={','.join(names)} on {shape} images", sizes, need, memory_budget(), prefix=prefix)
@@ -185,129 +153,6 @@ class Evaluation:
         report = self.classifier()[1]
         return {"path": report["path"], "test_accuracy": report["test_accuracy"]["overall"]}
 
-    # -- metrics ---------------------------------------------------------------------------------
-
-    def fid(self) -> dict:
-        from genlab.metrics.frechet import fid
-
-        test = self.features("test")
-        return {"fid": fid(test, self.features("generated")), "noise_floor": fid(test, self.features("train")),
-                "n": self.n, "seed": self.settings["seed"], "classifier": self.classifier_note()}
-
-    def kid(self) -> dict:
-        from genlab.metrics.frechet import kid
-
-        size = min(self.settings["kid_subset_size"], self.n)
-        subsets = self.settings["kid_subsets"]
-        test = self.features("test")
-        value, std = kid(test, self.features("generated"), subsets, size, torch.Generator().manual_seed(self.settings["seed"]))
-        floor, floor_std = kid(test, self.features("train"), subsets, size, torch.Generator().manual_seed(self.settings["seed"]))
-        return {"kid": value, "kid_std": std, "noise_floor": floor, "noise_floor_std": floor_std, "subsets": subsets,
-                "subset_size": size, "n": self.n, "seed": self.settings["seed"], "classifier": self.classifier_note()}
-
-    def pr(self) -> dict:
-        from genlab.metrics.frechet import PR_NEIGHBOURS, precision_recall
-
-        test = self.features("test")
-        precision, recall = precision_recall(test, self.features("generated"))
-        floor_precision, floor_recall = precision_recall(test, self.features("train"))
-        return {"precision": precision, "recall": recall, "noise_floor_precision": floor_precision,
-                "noise_floor_recall": floor_recall, "k": PR_NEIGHBOURS, "n": self.n, "seed": self.settings["seed"],
-                "classifier": self.classifier_note()}
-
-    def accuracy(self) -> dict:
-        from genlab.metrics.classifier import accuracy
-
-        classes = self.model.num_classes
-        per_class = self.n // classes
-        if per_class == 0:
-            raise UserError(f"n={self.n} is below the {classes} classes: pass n>={classes}")
-        labels = torch.arange(classes).repeat_interleave(per_class)
-        _, predicted = self.classify(self.generated(labels))
-        result = accuracy(predicted, labels, classes)
-        return {"accuracy": result["overall"], "per_class": result["per_class"], "per_class_n": per_class,
-                "seed": self.settings["seed"], "classifier": self.classifier_note(),
-                "classifier_per_class_test_accuracy": self.classifier()[1]["test_accuracy"]["per_class"]}
-
-    def nll(self) -> dict:
-        from genlab.data.batches import binarize as binarize_images
-        from genlab.data.batches import derived_seed
-        from genlab.metrics.likelihood import nll_bounds
-
-        images = self.real_images("test")
-        binarize = self.dataset.get("binarize", "none")
-        likelihood = self.model.likelihood
-        note = None
-        if binarize != "none":
-            draw = torch.Generator().manual_seed(derived_seed("eval binarization", self.settings["seed"]))
-            images = binarize_images(images, draw)
-            binarization = f"one Bernoulli draw of the test images, seed {self.settings['seed']} (training: {binarize})"
-        else:
-            binarization = "none"
-            if likelihood == "bernoulli" and bool(((images > 0) & (images < 255)).any()):
-                note = ("the test images have grey levels, over which a Bernoulli likelihood is not a normalised "
-                        "distribution: these nats compare only with each other, not with binarized-data results")
-        k = self.settings["k"]
-        generator = torch.Generator().manual_seed(self.settings["seed"])
-        # The bound costs k·n decoder passes; channels-last convolution weights made the default conv
-        # decoder 1.5× faster on this project's 2-core CPU (6,558 against 4,278 passes/s), same logits.
-        self.model.decoder_ema.to(memory_format=torch.channels_last)
-        with progress_bar(f"nll (k={k})", self.n) as advance:
-            bounds = nll_bounds(self.model, images.to(self.device).float().div(255), k, generator, self.batch_size,
-                                progress=advance)
-        return {**bounds, "k": k, "n": self.n, "likelihood": likelihood, "binarization": binarization,
-                **({"note": note} if note else {}), "seed": self.settings["seed"]}
-
-    def mig(self) -> dict:
-        from genlab.data.shapes import FACTOR_NAMES
-        from genlab.metrics.disentanglement import MIG_BINS, MIG_POINTS, mean_codes, mig
-
-        codes, factors = mean_codes(self.model.encode, self.split("train"), MIG_POINTS,
-                                    torch.Generator().manual_seed(self.settings["seed"]), self.batch_size, self.device)
-        try:
-            result = mig(codes, factors, MIG_BINS)
-        except ValueError as e:
-            raise UserError(f"metric mig: {e}") from None
-        return {"mig": result["mig"], "per_factor": dict(zip(FACTOR_NAMES, result["per_factor"])), "points": MIG_POINTS,
-                "bins": MIG_BINS, "representation": "encoder mean", "seed": self.settings["seed"]}
-
-    def shapes(self) -> dict:
-        from genlab.metrics.shapes import shape_shares
-
-        classes = self.model.num_classes
-        labels = torch.arange(classes).repeat_interleave(self.n // classes) if classes else None
-        images = self.generated(labels)
-        shares = shape_shares(images.to(self.device).float().div(255), labels)  # the search runs on the eval's device
-        return {**shares, "n": len(images), "seed": self.settings["seed"]}
-
-    def inception_fid(self) -> dict:
-        from genlab.metrics.classifier import image_settings
-        from genlab.metrics.inception import (PREPROCESSING, find_weights, inception_fid, make_metric, noise_floor,
-                                             real_stats_path, weights_id)
-
-        weights = find_weights(self.settings["inception"]["weights"])
-        metric = make_metric(weights).to(self.device)
-        stats = real_stats_path(Path(self.settings["cache_dir"]).expanduser(), image_settings(self.dataset), self.n, weights)
-        size = self.settings["inception"]["batch_size"]
-        with progress_bar("inception features", 2 * self.n) as advance:
-            value, cached = inception_fid(
-                metric, lambda: (batch.to(self.device) for batch in self.real_images("test").split(size)),
-                lambda: (g.to(self.device) for g in self.generated().split(size)), stats, advance)
-        return {"inception_fid": value, "noise_floor": noise_floor(stats), "noise_floor_n": self.n // 2,
-                "n": self.n, "seed": self.settings["seed"], "protocol": "Lucic et al. 2018",
-                "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
-                "real_stats_cached": cached}
-
-
-# eval.json's flat `summary`: (name there, metric, key in the metric's section).
-SUMMARY = [("neg_elbo_nats", "nll", "neg_elbo_nats"), ("iwae_nll_nats", "nll", "iwae_nll_nats"),
-           ("fid", "fid", "fid"), ("fid_noise_floor", "fid", "noise_floor"),
-           ("kid", "kid", "kid"), ("kid_noise_floor", "kid", "noise_floor"),
-           ("precision", "pr", "precision"), ("recall", "pr", "recall"),
-           ("precision_noise_floor", "pr", "noise_floor_precision"), ("recall_noise_floor", "pr", "noise_floor_recall"),
-           ("accuracy", "accuracy", "accuracy"), ("mig", "mig", "mig"), ("shapes_min_own", "shapes", "min_own_shape"), ("shapes_min_share", "shapes", "min_share"),
-           ("inception_fid", "inception_fid", "inception_fid"), ("inception_fid_noise_floor", "inception_fid", "noise_floor")]
-
 
 def eval_path(ckpt: Path) -> Path:
     """eval.json beside the checkpoint (<stem>.eval.json for a checkpoint other than last.pt)."""
@@ -322,8 +167,8 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
     ckpt = resolve(ckpt)
     state = load_checkpoint(ckpt)
     run = Evaluation.from_checkpoint(state, settings, device)
-    names = applicable(run.model, run.dataset["name"]) if metrics == "auto" else list(metrics)
-    check_fits(names, run.model, run.dataset["name"])
+    names = applicable(run.model, run.dataset) if metrics == "auto" else list(metrics)
+    check_fits(names, run.model, run.dataset)
     check_sizes(names, settings, run.model.image_shape)
     path = eval_path(ckpt)
     previous = {}
@@ -334,10 +179,10 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
     results = {}
     for name in names:
         start = time.perf_counter()
-        results[name] = {**getattr(run, name)(), "wall_s": round(time.perf_counter() - start, 1)}
+        results[name] = {**registry.METRICS[name].run(run), "wall_s": round(time.perf_counter() - start, 1)}
     merged = {**kept, **results}
     content = {"ckpt": str(ckpt.resolve()), "step": state["step"], "model": run.model_name, "dataset": run.dataset["name"],
-               "summary": {name: merged[metric][key] for name, metric, key in SUMMARY if key in merged.get(metric, {})},
+               "summary": registry.summary(merged),
                "metrics": merged}
     write_text_atomically(path, json.dumps(content, indent=2) + "\n")
     return {**content, "path": str(path), "computed": names}

@@ -31,8 +31,8 @@ import torch
 def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator, max_batch: int) -> torch.Tensor:
     """log wᵢ (N, k) in float64 for images x (N, …), with at most `max_batch` decoder passes at a time.
 
-    `model` needs posterior(x) → (μ, log σ²), logits(z) → logits of p(x|z) and recon_nats(logits, x) → −log p(x|z)
-    per image: the interface of genlab.models.vae.VAE.
+    `model` needs posterior(x) → (μ, log σ²) and log_likelihood(z, x) → log p(x|z) per image: the
+    likelihood interface of genlab.models.base.GenerativeModel.
     """
     mu, logvar = (t.double() for t in model.posterior(x))
     std = (0.5 * logvar).exp()
@@ -44,8 +44,8 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
         draws = min(per_chunk, k - start)
         eps = torch.randn(x.shape[0], draws, latent_dim, generator=generator, dtype=torch.float64).to(mu.device)
         z = mu[:, None] + std[:, None] * eps
-        logits = model.logits(z.flatten(0, 1).to(x.dtype))
-        log_px_z = -model.recon_nats(logits.float(), x.repeat_interleave(draws, 0)).double().view(x.shape[0], draws)
+        log_px_z = model.log_likelihood(z.flatten(0, 1).to(x.dtype), x.repeat_interleave(draws, 0))
+        log_px_z = log_px_z.double().view(x.shape[0], draws)
         log_pz = -0.5 * z.square().sum(-1) - log_norm
         log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True) - log_norm
         weights.append(log_px_z + log_pz - log_qz)

@@ -10,13 +10,20 @@ declare top-level shorthands that only this family reads (configs/model/vae.yaml
 What a family provides:
 
     num_classes       None (unconditional) or the number of classes its decode takes
-    metrics           the `genlab eval` metrics that fit it (fid, kid, pr always; nll, mig need an
-                      encoder and a likelihood; accuracy needs classes)
+    conditional       class attribute: whether decode takes labels (num_classes then comes from
+                      the dataset); the metrics that need classes read it before a model exists
     nets              names of its trainable nn.Modules (compiled and wrapped for DDP by name)
     prior(n, g)       n latents, of whatever shape the family needs, drawn on the CPU from g
     decode(z, y)      images in [0, 1] on the model's device, deterministic given latents z (and
                       labels y when num_classes is set); no gradient
     encode(x)         images → latent codes (the posterior mean); only families with an encoder
+    posterior(x)      (μ, log σ²) of a diagonal Gaussian q(z|x) over flat latents, and
+    log_likelihood(z, x)  log p(x|z) per image in nats (N,), for images x in [0, 1]: the likelihood
+                      interface the `nll` metric's importance sampling asks (genlab/metrics/
+                      likelihood.py, prior N(0, I)); only families with one. With it: `likelihood`,
+                      the name of p(x|z) recorded in eval.json, and `binary_likelihood`, whether
+                      p(x|z) is a distribution over binary images only (then grey test images
+                      get a note)
     traversal(s, g)   latents of a latent-traversal figure; only families with independent latents
     directions(k, g, x)  up to k unit directions in latent space worth a slider in `genlab explore`,
                       most telling first, with a name each (x: data images or None); default: the
@@ -40,8 +47,11 @@ caller reads them with getattr and a default, since the one-pass families need n
                       sweep quality against cost (FID against steps) without retraining; no existing
                       member changes how decode runs.
 
-The base class's `encode` and `traversal` refuse with a one-line UserError, so a caller never asks
-which family it holds.
+The base class's `encode`, `posterior`, `log_likelihood` and `traversal` refuse with a one-line
+UserError, so a caller never asks which family it holds. What `genlab eval` may run follows from
+them (`capabilities`: "encoder", "likelihood", "classes"; each metric's needs are in
+genlab/metrics/registry.py). A family conditional by its config (diffusion's model.class_conditional)
+leaves `conditional` False and sets num_classes: a built model's capabilities read num_classes.
 """
 
 from __future__ import annotations
@@ -54,14 +64,13 @@ from omegaconf import DictConfig
 from genlab.data.batches import Batch
 from genlab.errors import UserError
 
-ALWAYS_FITTING_METRICS = frozenset({"fid", "kid", "pr"})
-
-
 class GenerativeModel:
     """Base class of every model family; see the module docstring for the contract."""
 
     num_classes: int | None = None
-    metrics: frozenset[str] = ALWAYS_FITTING_METRICS
+    conditional: bool = False
+    likelihood: str | None = None
+    binary_likelihood: bool = False
     nets: tuple[str, ...] = ()
     image_shape: tuple[int, int, int]
     device: torch.device
@@ -84,7 +93,16 @@ class GenerativeModel:
         raise NotImplementedError
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        raise UserError(f"this needs a model with an encoder, but the checkpoint holds a {self.kind}, which has none")
+        raise self._lacks("an encoder")
+
+    def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise self._lacks("a likelihood interface")
+
+    def log_likelihood(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        raise self._lacks("a likelihood interface")
+
+    def _lacks(self, what: str) -> UserError:
+        return UserError(f"this needs a model with {what}, but the checkpoint holds a {self.kind}, which has none")
 
     def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
         raise UserError(f"mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
@@ -149,3 +167,20 @@ class GenerativeModel:
         latents = self.prior(columns, generator)
         rows = latents.repeat(self.num_classes, *[1] * (latents.dim() - 1))
         return rows, torch.arange(self.num_classes).repeat_interleave(columns)
+
+
+def capabilities(model: GenerativeModel | type[GenerativeModel]) -> frozenset[str]:
+    """What metrics may need of a model (built) or a family (its class, before a model exists):
+    "encoder" (it has encode), "likelihood" (posterior and log_likelihood), "classes" (a built model
+    with num_classes; a family declared conditional)."""
+    family = model if isinstance(model, type) else type(model)
+
+    def has(method: str) -> bool:
+        return getattr(family, method) is not getattr(GenerativeModel, method)
+
+    found = {"encoder"} if has("encode") else set()
+    if has("posterior") and has("log_likelihood"):
+        found.add("likelihood")
+    if (family.conditional if model is family else model.num_classes):
+        found.add("classes")
+    return frozenset(found)

@@ -1,0 +1,323 @@
+"""Every `genlab eval` metric, each one entry: what it needs, how it runs, how it reports.
+
+A metric needs things of the checkpoint's model (genlab/models/base.py, `capabilities`:
+"encoder", "likelihood", "classes") and of its dataset
+(genlab/data/base.py, `Dataset.capabilities`: "factors", "dsprites"); it fits when both have them.
+`metrics=auto`, the metric list's validation, eval.json's `summary`, the printed table and the
+size checks before any work all read this registry, so a metric is added here and nowhere else.
+
+An entry's `run` takes the checkpoint's `Evaluation` (genlab/metrics/evaluation.py: the model, the
+real splits, generated images, the domain classifier) and returns the metric's eval.json section;
+`rows` and `settings` turn that section into the table's rows, `summary` picks its flat scalars.
+Heavy imports stay inside the functions: validation reads this module before any work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from genlab.errors import UserError
+
+# What each need of a dataset means, for the one-line refusals.
+DATASET_NEEDS = {"factors": "ground-truth factors",
+                 "dsprites": "genlab's procedural dSprites images (every image rendered from its index)"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    run: Callable[..., dict]                      # Evaluation → the metric's eval.json section
+    rows: Callable[[dict], list[tuple]]           # section → table rows (label, value, noise floor or None)
+    settings: Callable[[dict], str]               # section → the table's settings column
+    summary: tuple[tuple[str, str], ...] = ()     # eval.json summary: (name there, key in the section)
+    model_needs: frozenset[str] = frozenset()
+    dataset_needs: frozenset[str] = frozenset()
+    auto: bool = True                             # metrics=auto runs it when it fits (False: minutes; asked by name)
+    classifier: bool = False                      # reads the domain classifier (its training size is bounded)
+    held_bytes_per_value: int = 4                 # per image value held for all n images (0: a fixed number)
+    limits: Callable[[dict, str], dict[str, int]] | None = None  # checks its own work bounds; sizes it adds to memory
+
+
+# -- the metrics' work ---------------------------------------------------------------------------
+
+def _fid(run) -> dict:
+    from genlab.metrics.frechet import fid
+
+    test = run.features("test")
+    return {"fid": fid(test, run.features("generated")), "noise_floor": fid(test, run.features("train")),
+            "n": run.n, "seed": run.settings["seed"], "classifier": run.classifier_note()}
+
+
+def _kid(run) -> dict:
+    import torch
+
+    from genlab.metrics.frechet import kid
+
+    size = min(run.settings["kid_subset_size"], run.n)
+    subsets = run.settings["kid_subsets"]
+    test = run.features("test")
+    value, std = kid(test, run.features("generated"), subsets, size, torch.Generator().manual_seed(run.settings["seed"]))
+    floor, floor_std = kid(test, run.features("train"), subsets, size, torch.Generator().manual_seed(run.settings["seed"]))
+    return {"kid": value, "kid_std": std, "noise_floor": floor, "noise_floor_std": floor_std, "subsets": subsets,
+            "subset_size": size, "n": run.n, "seed": run.settings["seed"], "classifier": run.classifier_note()}
+
+
+def _pr(run) -> dict:
+    from genlab.metrics.frechet import PR_NEIGHBOURS, precision_recall
+
+    test = run.features("test")
+    precision, recall = precision_recall(test, run.features("generated"))
+    floor_precision, floor_recall = precision_recall(test, run.features("train"))
+    return {"precision": precision, "recall": recall, "noise_floor_precision": floor_precision,
+            "noise_floor_recall": floor_recall, "k": PR_NEIGHBOURS, "n": run.n, "seed": run.settings["seed"],
+            "classifier": run.classifier_note()}
+
+
+def _accuracy(run) -> dict:
+    import torch
+
+    from genlab.metrics.classifier import accuracy
+
+    classes = run.model.num_classes
+    per_class = run.n // classes
+    if per_class == 0:
+        raise UserError(f"n={run.n} is below the {classes} classes: pass n>={classes}")
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    _, predicted = run.classify(run.generated(labels))
+    result = accuracy(predicted, labels, classes)
+    return {"accuracy": result["overall"], "per_class": result["per_class"], "per_class_n": per_class,
+            "seed": run.settings["seed"], "classifier": run.classifier_note(),
+            "classifier_per_class_test_accuracy": run.classifier()[1]["test_accuracy"]["per_class"]}
+
+
+def _nll(run) -> dict:
+    import torch
+
+    from genlab.data.batches import binarize as binarize_images
+    from genlab.data.batches import derived_seed
+    from genlab.metrics.likelihood import nll_bounds
+    from genlab.metrics.progress import progress_bar
+
+    images = run.real_images("test")
+    binarize = run.dataset.get("binarize", "none")
+    note = None
+    if binarize != "none":
+        draw = torch.Generator().manual_seed(derived_seed("eval binarization", run.settings["seed"]))
+        images = binarize_images(images, draw)
+        binarization = f"one Bernoulli draw of the test images, seed {run.settings['seed']} (training: {binarize})"
+    else:
+        binarization = "none"
+        if run.model.binary_likelihood and bool(((images > 0) & (images < 255)).any()):
+            note = (f"the test images have grey levels, over which the model's {run.model.likelihood} likelihood is "
+                    "not a normalised distribution: these nats compare only with each other, not with binarized-data results")
+    k = run.settings["k"]
+    generator = torch.Generator().manual_seed(run.settings["seed"])
+    with progress_bar(f"nll (k={k})", run.n) as advance:
+        bounds = nll_bounds(run.model, images.to(run.device).float().div(255), k, generator, run.batch_size,
+                            progress=advance)
+    return {**bounds, "k": k, "n": run.n, "likelihood": run.model.likelihood, "binarization": binarization,
+            **({"note": note} if note else {}), "seed": run.settings["seed"]}
+
+
+def _mig(run) -> dict:
+    import torch
+
+    from genlab.data import dataset_class
+    from genlab.metrics.disentanglement import MIG_BINS, MIG_POINTS, mean_codes, mig
+
+    codes, factors = mean_codes(run.model.encode, run.split("train"), MIG_POINTS,
+                                torch.Generator().manual_seed(run.settings["seed"]), run.batch_size, run.device)
+    try:
+        result = mig(codes, factors, MIG_BINS)
+    except ValueError as e:
+        raise UserError(f"metric mig: {e}") from None
+    names = dataset_class(run.dataset).factor_names
+    return {"mig": result["mig"], "per_factor": dict(zip(names, result["per_factor"])), "points": MIG_POINTS,
+            "bins": MIG_BINS, "representation": "encoder mean", "seed": run.settings["seed"]}
+
+
+def _shapes(run) -> dict:
+    import torch
+
+    from genlab.metrics.shapes import shape_shares
+
+    classes = run.model.num_classes
+    labels = torch.arange(classes).repeat_interleave(run.n // classes) if classes else None
+    images = run.generated(labels)
+    shares = shape_shares(images.to(run.device).float().div(255), labels)  # the search runs on the eval's device
+    return {**shares, "n": len(images), "seed": run.settings["seed"]}
+
+
+def _inception_fid(run) -> dict:
+    from pathlib import Path
+
+    from genlab.metrics.classifier import image_settings
+    from genlab.metrics.inception import (PREPROCESSING, find_weights, inception_fid, make_metric, noise_floor,
+                                         real_stats_path, weights_id)
+    from genlab.metrics.progress import progress_bar
+
+    weights = find_weights(run.settings["inception"]["weights"])
+    metric = make_metric(weights).to(run.device)
+    stats = real_stats_path(Path(run.settings["cache_dir"]).expanduser(), image_settings(run.dataset), run.n, weights)
+    size = run.settings["inception"]["batch_size"]
+    with progress_bar("inception features", 2 * run.n) as advance:
+        value, cached = inception_fid(
+            metric, lambda: (batch.to(run.device) for batch in run.real_images("test").split(size)),
+            lambda: (g.to(run.device) for g in run.generated().split(size)), stats, advance)
+    return {"inception_fid": value, "noise_floor": noise_floor(stats), "noise_floor_n": run.n // 2,
+            "n": run.n, "seed": run.settings["seed"], "protocol": "Lucic et al. 2018",
+            "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
+            "real_stats_cached": cached}
+
+
+# -- bounds on the work, checked before any (see genlab.checks.require_fits) ---------------------
+
+# nll costs n·k decoder passes. Burda et al. 2016 report k=5000 on MNIST's 10,000 test images
+# (5·10⁷ passes); genlab runs at most 200 times that, ~18 days at the 6,558 passes/s of the default
+# decoder measured on this project's 2-core CPU.
+MAX_DECODER_PASSES = 10**10
+# kid averages kid_subsets kernels of subset_size² entries (the default 100 × 1,000² = 10⁸); the
+# bound is 10,000× the default: days of CPU.
+MAX_KID_KERNEL_ENTRIES = 10**12
+INCEPTION_INPUT_VALUES = 3 * 299 * 299
+
+
+def _nll_limits(settings: dict, prefix: str) -> dict[str, int]:
+    from genlab.checks import require_fits
+
+    require_fits("metric nll", {"n": settings["n"], "k": settings["k"]}, lambda s: s["n"] * s["k"],
+                 (MAX_DECODER_PASSES, f"the {MAX_DECODER_PASSES:.0e} genlab allows (200× Burda et al. 2016's k=5000 "
+                                      "on 10,000 images; ~18 days on a 2-core CPU)"), "decoder passes", prefix)
+    return {"k": settings["k"]}  # nll holds k float64 log-weights of an image
+
+
+def _kid_limits(settings: dict, prefix: str) -> dict[str, int]:
+    from genlab.checks import require_fits
+
+    kernels = {"kid_subsets": settings["kid_subsets"], "kid_subset_size": min(settings["kid_subset_size"], settings["n"])}
+    require_fits("metric kid", kernels, lambda s: s["kid_subsets"] * s["kid_subset_size"] ** 2,
+                 (MAX_KID_KERNEL_ENTRIES, f"the {MAX_KID_KERNEL_ENTRIES:.0e} genlab allows"), "kernel entries", prefix)
+    return {}
+
+
+def _inception_limits(settings: dict, prefix: str) -> dict[str, int]:
+    return {"inception.batch_size": settings["inception"]["batch_size"]}
+
+
+def extra_bytes(sizes: dict[str, int]) -> int:
+    """Memory, beyond the images and one batch, of the sizes the metrics' `limits` added."""
+    return 8 * sizes.get("k", 0) + 4 * INCEPTION_INPUT_VALUES * sizes.get("inception.batch_size", 0)
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+def _classifier_settings(m: dict) -> str:
+    return f"n={m['n']}; floor: n train vs test; classifier {100 * m['classifier']['test_accuracy']:.2f}% test acc."
+
+
+def _shapes_rows(m: dict) -> list[tuple]:
+    return [(f"{name} {'row draws it' if 'own_shape' in m else 'share'}", value, None)
+            for name, value in m.get("own_shape", m.get("share", {})).items()]
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("nll", _nll,
+           rows=lambda m: [("neg. ELBO (nats/image)", m["neg_elbo_nats"], None),
+                           ("IWAE NLL bound (nats/image)", m["iwae_nll_nats"], None)],
+           settings=lambda m: f"k={m['k']}, n={m['n']}, binarization: {m['binarization']}" + (" (grey levels!)" if "note" in m else ""),
+           summary=(("neg_elbo_nats", "neg_elbo_nats"), ("iwae_nll_nats", "iwae_nll_nats")),
+           model_needs=frozenset({"likelihood"}), limits=_nll_limits),
+    Metric("fid", _fid,
+           rows=lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
+           settings=_classifier_settings,
+           summary=(("fid", "fid"), ("fid_noise_floor", "noise_floor")), classifier=True),
+    Metric("kid", _kid,
+           rows=lambda m: [("KID (classifier features)", f"{m['kid']:.4g} ± {m['kid_std']:.2g}", m["noise_floor"])],
+           settings=lambda m: f"{m['subsets']} subsets of {m['subset_size']}",
+           summary=(("kid", "kid"), ("kid_noise_floor", "noise_floor")), classifier=True, limits=_kid_limits),
+    Metric("pr", _pr,
+           rows=lambda m: [("precision", m["precision"], m["noise_floor_precision"]),
+                           ("recall", m["recall"], m["noise_floor_recall"])],
+           settings=lambda m: f"k={m['k']}, n={m['n']}",
+           summary=(("precision", "precision"), ("recall", "recall"), ("precision_noise_floor", "noise_floor_precision"),
+                    ("recall_noise_floor", "noise_floor_recall")), classifier=True),
+    Metric("accuracy", _accuracy,
+           rows=lambda m: [("class accuracy", m["accuracy"], None)],
+           settings=lambda m: f"{m['per_class_n']} per class: " + " ".join(f"{a:.2f}" for a in m["per_class"]),
+           summary=(("accuracy", "accuracy"),), model_needs=frozenset({"classes"}), classifier=True),
+    Metric("mig", _mig,
+           rows=lambda m: [("MIG", m["mig"], None)],
+           settings=lambda m: f"{m['points']} points, {m['bins']} bins",
+           summary=(("mig", "mig"),), model_needs=frozenset({"encoder"}), dataset_needs=frozenset({"factors"}),
+           held_bytes_per_value=0),  # reads MIG_POINTS images whatever n is
+    Metric("shapes", _shapes,
+           rows=_shapes_rows,
+           settings=lambda m: f"n={m['n']}, nearest of 737,280 real images; mean dist² {m['mean_dist_sq']:.2f}",
+           summary=(("shapes_min_own", "min_own_shape"), ("shapes_min_share", "min_share")),
+           dataset_needs=frozenset({"dsprites"}), auto=False),
+    Metric("inception_fid", _inception_fid,
+           rows=lambda m: [("Inception FID", m["inception_fid"], m.get("noise_floor"))],
+           settings=lambda m: f"n={m['n']} vs n test; floor: even vs odd test images, n/2 each; {m['weights']}",
+           summary=(("inception_fid", "inception_fid"), ("inception_fid_noise_floor", "noise_floor")),
+           auto=False, held_bytes_per_value=1, limits=_inception_limits),  # uint8 images
+)}
+NAMES = tuple(METRICS)
+
+
+# -- what fits -----------------------------------------------------------------------------------
+
+def _fits_model(metric: Metric, model) -> bool:
+    from genlab.models.base import capabilities
+
+    return metric.model_needs <= capabilities(model)
+
+
+def _fits_dataset(metric: Metric, dataset: type) -> bool:
+    return metric.dataset_needs <= dataset.capabilities()
+
+
+def applicable(model, dataset: type) -> list[str]:
+    """The metrics `metrics=auto` runs for a model (built, or its family's class before one exists)
+    on a dataset class (genlab/data/base.py): every one that fits them and is not asked for by name only."""
+    return [m.name for m in METRICS.values() if m.auto and _fits_model(m, model) and _fits_dataset(m, dataset)]
+
+
+def check_fits(names: list[str], model, dataset: type, dataset_name: str) -> None:
+    """UserError for the first metric of `names` that the model or the dataset cannot give."""
+    kind = model.__name__ if isinstance(model, type) else model.kind
+    for name in names:
+        metric = METRICS[name]
+        if not _fits_model(metric, model):
+            fitting = [m.name for m in METRICS.values() if m.auto and _fits_model(m, model)]
+            raise UserError(f"metric {name} does not fit the checkpoint's {kind} (it fits "
+                            f"{', '.join(fitting)}): drop it from metrics= "
+                            f"(metrics=auto picks what fits: {', '.join(applicable(model, dataset))})")
+        missing = sorted(metric.dataset_needs - dataset.capabilities())
+        if missing:
+            raise UserError(f"metric {name} needs {' and '.join(DATASET_NEEDS[need] for need in missing)}, "
+                            f"which dataset {dataset_name} does not have: drop it from metrics=")
+
+
+def summary(metrics: dict[str, dict]) -> dict[str, float]:
+    """eval.json's flat `summary` of the metrics' sections (in registry order)."""
+    return {name: metrics[metric.name][key] for metric in METRICS.values() for name, key in metric.summary
+            if key in metrics.get(metric.name, {})}
+
+
+def held_bytes_per_value(names: list[str]) -> int:
+    return max(METRICS[name].held_bytes_per_value for name in names)
+
+
+def uses_classifier(names: list[str]) -> bool:
+    return any(METRICS[name].classifier for name in names)
+
+
+def work_limits(names: list[str], settings: dict, prefix: str) -> dict[str, int]:
+    """Check each metric's own work bounds; the sizes they add to the memory bound."""
+    sizes = {}
+    for name in names:
+        if METRICS[name].limits is not None:
+            sizes.update(METRICS[name].limits(settings, prefix))
+    return sizes
+
