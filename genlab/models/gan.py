@@ -92,7 +92,7 @@ from torch import nn
 from genlab.checks import ConfigError, require
 from genlab.data.batches import Batch
 from genlab.models import optim
-from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
+from genlab.models.base import GenerativeModel
 from genlab.models.ema import average_of, require_decay, update_average
 from genlab.models.gan_nets import ARCHS
 from genlab.models.optim import make_optimizer
@@ -337,7 +337,6 @@ class CGAN(GAN):
     """Class-conditional GAN: label embedding in G, projection discriminator; classes from the dataset."""
 
     conditional = True
-    metrics = ALWAYS_FITTING_METRICS | {"accuracy"}
 
     @classmethod
     def validate(cls, cfg) -> None:
