@@ -75,7 +75,7 @@ from torch import nn
 from genlab.checks import ConfigError, require
 from genlab.data.batches import Batch
 from genlab.models import optim
-from genlab.models.base import ALWAYS_FITTING_METRICS, GenerativeModel
+from genlab.models.base import GenerativeModel
 from genlab.models.ema import average_of
 from genlab.models.optim import make_optimizer
 
@@ -259,8 +259,6 @@ class Diffusion(GenerativeModel):
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape, self.device = tuple(image_shape), device
         self.num_classes = num_classes if model["class_conditional"] and num_classes >= 2 else None
-        if self.num_classes:
-            self.metrics = ALWAYS_FITTING_METRICS | {"accuracy"}
         self.sigma_data, self.p_mean, self.p_std = model["sigma_data"], model["p_mean"], model["p_std"]
         self.sigma_min, self.sigma_max, self.rho = model["sigma_min"], model["sigma_max"], model["rho"]
         self.sample_steps, self.guidance = model["sample_steps"], model["guidance"]
