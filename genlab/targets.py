@@ -22,3 +22,20 @@ def target_class(section: str, target, base: type, example: str) -> type:
         raise UserError(f"{section}._target_={target!r} is not a genlab {section} class: name a subclass of "
                         f"{base.__module__}.{base.__name__}, e.g. {section}._target_={example}")
     return found
+
+
+def migrate_section(config: dict, section: str, legacy: dict[str, str], find) -> None:
+    """Bring a checkpoint's run config up to this genlab's keys, in place, for one section (model,
+    dataset): its `_target_` from its `name` when it predates `_target_` (`legacy`: name → target),
+    then the class's own `migrate(config)`. `find(section dict)` is the section's class lookup."""
+    part = config.get(section)
+    if not isinstance(part, dict):
+        return
+    if "_target_" not in part and part.get("name") in legacy:
+        part["_target_"] = legacy[part["name"]]
+    if "_target_" in part:
+        try:
+            found = find(part)
+        except UserError:  # building from it reports it; reading the checkpoint needs no class
+            return
+        found.migrate(config)

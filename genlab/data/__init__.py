@@ -10,7 +10,7 @@ from genlab.checks import ConfigError, require
 from genlab.data.base import Dataset
 from genlab.data.batches import ImageData, binarize_static
 from genlab.errors import UserError
-from genlab.targets import target_class
+from genlab.targets import migrate_section, target_class
 
 # `dataset.name` → class, for the configs of checkpoints (and callers) from before `dataset._target_`.
 LEGACY_TARGETS = {"shapes": "genlab.data.shapes.ShapesDataset", "mnist": "genlab.data.mnist.MNIST",
@@ -66,12 +66,4 @@ def validate_dataset(cfg: DictConfig) -> None:
 
 def migrate_dataset_config(config: dict) -> None:
     """Bring a checkpoint's dataset section up to this genlab's keys, in place (its dataset's `migrate`)."""
-    dataset = config.get("dataset")
-    if isinstance(dataset, dict) and "_target_" not in dataset and dataset.get("name") in LEGACY_TARGETS:
-        dataset["_target_"] = LEGACY_TARGETS[dataset["name"]]
-    if isinstance(dataset, dict) and "_target_" in dataset:
-        try:
-            found = dataset_class(dataset)
-        except UserError:  # loading the data reports it; reading the checkpoint needs no class
-            return
-        found.migrate(dataset)
+    migrate_section(config, "dataset", LEGACY_TARGETS, dataset_class)

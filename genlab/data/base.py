@@ -24,7 +24,8 @@ shape, classes and checks need nothing loaded):
                       grey levels are probabilities); every YAML has the `binarize` key
     validate(cfg)     one-line ConfigError for a bad value of its own keys (cfg: the whole run;
                       image_size and binarize are checked before, for every dataset)
-    migrate(d)        fill in, in place, the keys a checkpoint's dataset section predates
+    migrate(config)   fill in, in place, the keys a checkpoint's run config predates (its dataset
+                      section above all)
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class Dataset:
         """Raise ConfigError for the first bad value of this dataset's own keys."""
 
     @classmethod
-    def migrate(cls, dataset: dict) -> None:
-        """Add to a checkpoint's dataset section the keys it predates, at the values it ran with."""
+    def migrate(cls, config: dict) -> None:
+        """Add to a checkpoint's resolved run config the keys it predates, at the values it ran with."""
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:

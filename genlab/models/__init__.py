@@ -8,9 +8,9 @@ import re
 
 import torch
 
-from genlab.errors import CheckpointError, UserError
+from genlab.errors import CheckpointError
 from genlab.models.base import GenerativeModel
-from genlab.targets import target_class
+from genlab.targets import migrate_section, target_class
 
 # `model.name` → class, for the configs of checkpoints from before `model._target_`.
 LEGACY_TARGETS = {"vae": "genlab.models.vae.VAE", "gan": "genlab.models.gan.GAN", "cgan": "genlab.models.gan.CGAN"}
@@ -47,15 +47,7 @@ def size_estimate(model: dict, optimizer: dict, image_shape, num_classes: int, b
 
 def migrate_config(config: dict) -> None:
     """Bring a checkpoint's run config up to this genlab's keys, in place (its family's `migrate`)."""
-    model = config.get("model")
-    if isinstance(model, dict) and "_target_" not in model and model.get("name") in LEGACY_TARGETS:
-        model["_target_"] = LEGACY_TARGETS[model["name"]]
-    if isinstance(model, dict) and "_target_" in model:
-        try:
-            family = model_class(model)
-        except UserError:  # building the model reports it; reading the checkpoint needs no class
-            return
-        family.migrate(config)
+    migrate_section(config, "model", LEGACY_TARGETS, model_class)
 
 
 def load_model_state(model: GenerativeModel, state: dict) -> None:
