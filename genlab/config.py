@@ -39,6 +39,10 @@ def validate_train(cfg: DictConfig) -> None:
     from genlab.models import model_class
 
     family = model_class(OmegaConf.to_container(cfg.model))
+    for key in family.required_keys:  # before anything reads them (the optimizer group interpolates lr, betas)
+        if key not in cfg.model:
+            raise ConfigError(f"model.{key} is missing: model._target_={cfg.model._target_} needs it "
+                              f"(genlab/models/base.py, required_keys); add `{key}: …` under `model:` in its YAML")
     family.validate(cfg)  # its own keys, before those that read them
     require(cfg, "optimizer.lr", "number", low=0, low_open=True)
     require(cfg, "optimizer.weight_decay", "number", low=0)

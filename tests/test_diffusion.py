@@ -307,7 +307,7 @@ def test_sample_grid_interpolation_and_latent_through_the_interface(tiny_run, tm
 
     grid = sample(str(tiny_run), 6, 0, str(tmp_path / "grid.png"), mode="grid", steps=8, label=None)
     assert pixels(grid.read_bytes()).std() > 0
-    with pytest.raises(Exception, match="mode=traverse needs a VAE"):
+    with pytest.raises(Exception, match="mode=traverse needs a model whose latent dimensions are trained to be independent"):
         sample(str(tiny_run), 4, 0, str(tmp_path / "t.png"), mode="traverse", steps=3, label=None)
 
     latent = torch.randn(256, generator=torch.Generator().manual_seed(3)).tolist()

@@ -103,9 +103,9 @@ def test_each_fitting_mode_writes_its_grid(ckpts, name, options, rows, per_row, 
 
 
 @pytest.mark.parametrize("name,options,message", [
-    ("gan", {"mode": "traverse"}, "mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
+    ("gan", {"mode": "traverse"}, "mode=traverse needs a model whose latent dimensions are trained to be independent, "
                                   "but this checkpoint holds a GAN: use mode=grid or mode=interpolate"),
-    ("cgan", {"mode": "traverse"}, "mode=traverse needs a VAE"),
+    ("cgan", {"mode": "traverse"}, "mode=traverse needs a model whose latent dimensions are trained to be independent"),
     ("gan", {"label": 0}, "label=0 needs a class-conditional model, but this checkpoint holds a GAN, which has no classes"),
     ("vae", {"label": 1, "mode": "interpolate"}, "label=1 needs a class-conditional model, but this checkpoint holds a VAE, which has no classes"),
     ("cgan", {"label": 3}, "label=3 is out of range: this CGAN has 3 classes, choose label=0..2"),
@@ -135,7 +135,7 @@ def test_cli_bad_mode_exits_with_one_line_and_writes_nothing(ckpts, tmp_path):
     result = genlab("sample", f"ckpt={ckpts['gan']}", "mode=traverse", f"out={out}", cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "genlab sample: error: mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
+        "genlab sample: error: mode=traverse needs a model whose latent dimensions are trained to be independent, "
         "but this checkpoint holds a GAN: use mode=grid or mode=interpolate"]
     assert list(tmp_path.iterdir()) == []
 

@@ -48,7 +48,7 @@ MAX_IMAGES = 64  # per request: a 4×4 neighbour strip, a class row, a batch of 
 MAX_ABS = 10.0  # |latent value|; the prior is N(0, 1), sliders span ±3
 DIRECTIONS = 64  # sliders along model.directions (the page shows the first 10, the rest folded)
 REAL_IMAGES = 32  # test images offered to "start from a real image"
-ACTIVITY_IMAGES = 1000  # test images the VAE's activity per dimension is measured on
+ACTIVITY_IMAGES = 1000  # test images a model's directions are measured on (e.g. the KL per latent)
 DIRECTION_SEED = 0
 PAGE = Path(__file__).with_name("page.html")
 
@@ -94,11 +94,7 @@ class Explorer:
         if data_root is not None and "root" in dataset:
             dataset["root"] = data_root
         self.real, self.real_note = self._real_images(dataset)
-        try:
-            self.model.encode(torch.zeros(1, *self.model.image_shape))
-            self.has_encoder = True
-        except UserError:
-            self.has_encoder = False
+        self.has_encoder = "encoder" in type(self.model).capabilities()
         self.directions, self.direction_names = self._directions(log)
 
     def _real_images(self, dataset: dict) -> tuple[torch.Tensor | None, str]:
@@ -144,7 +140,7 @@ class Explorer:
             "latent_size": self.size, "classes": self.class_names, "encoder": self.has_encoder,
             "directions": [{"name": n, "vector": v} for n, v in zip(self.direction_names, flat.tolist())],
             # the raw coordinates get sliders of their own unless the directions already are coordinates
-            "raw_sliders": not axis_aligned,
+            "raw_sliders": not axis_aligned, "sliders_title": self.model.directions_title,
             "real": [_b64png(x) for x in self.real[:REAL_IMAGES]] if self.real is not None and self.has_encoder else [],
             "real_note": self.real_note, "limits": {"images": MAX_IMAGES, "abs": MAX_ABS},
         }
@@ -180,7 +176,7 @@ class Explorer:
 
     def encode(self, body) -> dict:
         if not self.has_encoder:
-            raise BadRequest(f"this {self.model.kind} has no encoder: real images can be explored with a VAE")
+            raise BadRequest(f"this {self.model.kind} has no encoder: real images can be explored with a model that has one")
         if self.real is None:
             raise BadRequest(f"no real images to encode: {self.real_note}; pass data_root=<folder with the dataset>")
         index = self._integer(body.get("index") if isinstance(body, dict) else None, "index", 0, min(REAL_IMAGES, len(self.real)) - 1)

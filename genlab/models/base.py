@@ -12,6 +12,10 @@ What a family provides:
     num_classes       None (unconditional) or the number of classes its decode takes
     conditional       class attribute: whether decode takes labels (num_classes then comes from
                       the dataset); the metrics that need classes read it before a model exists
+    required_keys     keys its `model` section must hold, checked (one line each) before its
+                      `validate` and before any work: genlab's own, `name` (runs, eval.json and
+                      messages call the model by it), `lr` and `betas` (configs/optimizer/ reads
+                      them), and any a family adds (required_keys = GenerativeModel.required_keys + …)
     nets              names of its trainable nn.Modules (compiled and wrapped for DDP by name)
     prior(n, g)       n latents, of whatever shape the family needs, drawn on the CPU from g
     decode(z, y)      images in [0, 1] on the model's device, deterministic given latents z (and
@@ -27,12 +31,19 @@ What a family provides:
     traversal(s, g)   latents of a latent-traversal figure; only families with independent latents
     directions(k, g, x)  up to k unit directions in latent space worth a slider in `genlab explore`,
                       most telling first, with a name each (x: data images or None); default: the
-                      raw latent coordinates in order
-    train_step(b)     one update on a Batch (its own zero_grad/backward/step), per-image scalars
+                      raw latent coordinates in order; `directions_title` heads them on the page
+    train_step(b)     one update on a Batch (its own zero_grad/backward/step), per-image scalars;
+                      backward and step through genlab/models/optim.py's `backward(loss, optimizer)`
+                      and `step(optimizer)` (fp16 loss scaling lives there: a family that calls
+                      loss.backward() and optimizer.step() itself trains wrongly under
+                      hardware.precision=fp16; `unscale(optimizer)` before reading gradients),
+                      optimizers built with `make_optimizer`
     image_grids       the grids the loop logs
     final_metrics     scalars measured on fixed data images at the end of a run (may be empty)
     optimizers()      name → optimizer (learning rates are logged, loss scales saved per name)
     state_dict        plain data: nets, optimizers, EMA copies; load_state_dict restores it
+    sweep_plots()     classmethod: figures of a sweep's summary that only this family's jobs give,
+                      file stem → (title, draw(records) → PNG bytes or None); default none
     validate(cfg)     classmethod: one-line ConfigError for a bad value of the family's own keys
                       or of a rule linking them to other sections (e.g. fp16 with R1)
     migrate(config)   classmethod: fill in, in place, the keys a checkpoint's config predates
@@ -57,6 +68,7 @@ leaves `conditional` False and sets num_classes: a built model's capabilities re
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -71,7 +83,9 @@ class GenerativeModel:
     conditional: bool = False
     likelihood: str | None = None
     binary_likelihood: bool = False
+    directions_title: str = "latent dimensions"
     nets: tuple[str, ...] = ()
+    required_keys: tuple[str, ...] = ("name", "lr", "betas")
     image_shape: tuple[int, int, int]
     device: torch.device
 
@@ -81,6 +95,13 @@ class GenerativeModel:
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         """Raise ConfigError for the first bad value of this family's keys (cfg: the whole run)."""
+
+    @classmethod
+    def sweep_plots(cls) -> dict[str, tuple[str, Callable[[list[dict]], bytes | None]]]:
+        """Figures of a sweep's summary drawn from this family's ok jobs' records (genlab/sweep.py):
+        file stem (<stem>.png in the sweep directory, sweep/<stem> in TensorBoard) → (title, draw).
+        draw returns PNG bytes, or None when no job has what it plots; ImportError without matplotlib."""
+        return {}
 
     @classmethod
     def migrate(cls, config: dict) -> None:
@@ -105,7 +126,7 @@ class GenerativeModel:
         return UserError(f"this needs a model with {what}, but the checkpoint holds a {self.kind}, which has none")
 
     def traversal(self, steps: int, generator: torch.Generator) -> torch.Tensor:
-        raise UserError(f"mode=traverse needs a VAE (its latent dimensions are trained to be independent), "
+        raise UserError(f"mode=traverse needs a model whose latent dimensions are trained to be independent, "
                         f"but this checkpoint holds a {self.kind}: use mode=grid or mode=interpolate")
 
     def directions(self, count: int, generator: torch.Generator,
