@@ -159,6 +159,7 @@ class GAN(GenerativeModel):
 
     nets = ("generator", "discriminator")
     conditional = False  # CGAN: labels feed G and D
+    directions_title = "principal directions (GANSpace)"
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
         self.image_shape = tuple(image_shape)
