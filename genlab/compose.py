@@ -1,17 +1,18 @@
 """From a command line to composed configs: every use of Hydra beyond `@hydra.main` lives here.
 
 genlab checks a command line before Hydra's app creates a run or sweep directory, so a bad value
-costs nothing and leaves nothing behind. `compose_command` composes each job once, with Hydra's
-own node, which gives both the job's config (validated once, by the command) and the directory
+costs nothing and leaves nothing behind. `compose_command` composes each job once (every
+composition goes through `compose_config`), with Hydra's own node, which gives both the job's config (validated once, by the command) and the directory
 Hydra will create. Hydra's app then composes the same job again when it runs it: its launchers
 compose jobs in their own processes (joblib workers, Slurm tasks), so that composition cannot be
 handed over.
 
 Every key of a job must be one genlab reads: Hydra refuses an unknown key unless it is added with
-`+key=value` (or by a user's config file), so `compose_command` also composes, once per set of
-choices of the command's own config groups, the reference config those choices give (no value
-overrides, no preset or other added group) and refuses a key the job has and the reference lacks,
-naming the closest known key. Hydra's own
+`+key=value` (or by a user's config file), so `compose_command` refuses a key the job has and the
+config its group choices give on their own lacks, naming the closest known key. Without a preset
+(`+group=option`) or a force-added key (`++key=value`) on the command line those are the keys added
+with `+key=value`; with one, it composes that reference config once per set of choices of the
+command's own config groups (no value overrides, no preset or other added group). Hydra's own
 keys (`hydra.*`, launchers included) are not part of a job.
 
 A config file that YAML or OmegaConf cannot read (a syntax error, a tag such as
@@ -19,14 +20,17 @@ A config file that YAML or OmegaConf cannot read (a syntax error, a tag such as
 line naming the file, the line and the reason, whichever of genlab's, `hydra.searchpath`'s or
 `--config-dir`'s folders it is in.
 
-Hydra internals relied on (tests/test_compose.py and tests/test_config_files.py pin each):
+Hydra's public API serves all but three needs; `hydra_internals` is the one place that imports
+Hydra's private modules for them (tests/test_compose.py checks it against the Hydra version it was
+written for, so an upgrade fails there, loudly, before a user's run does):
 - `hydra._internal.utils.get_args_parser`: the app's own argv parser (-m, --cfg, --help, …);
 - `create_config_search_path` and `Hydra.create_main_hydra2`: the search path `--config-dir` joins,
   where the app's `run_hydra` puts it (after genlab's configs, before structured configs);
 - `FileConfigSource.load_config` and its local `full_path`: the file being read when YAML or
-  OmegaConf refused it (their errors name no file, or not in one line);
-- `BasicSweeper.split_arguments`: the jobs of a sweep, in the order the basic sweeper runs them;
-- `OverridesParser`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`);
+  OmegaConf refused it (their errors name no file, or not in one line).
+Public pieces, each pinned by a test as well:
+- `OverridesParser` and `Override`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`),
+  and a sweep's jobs, in the order Hydra's basic sweeper runs them (`sweep_jobs`);
 - `hydra.runtime.choices` of a config composed with Hydra's node: the option of every group,
   keyed `group` or `group@package`, which Hydra accepts back as an override.
 """
@@ -40,6 +44,7 @@ import re
 from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -52,11 +57,42 @@ def config_dir() -> str:
     return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "configs")
 
 
+def hydra_internals() -> SimpleNamespace:
+    """The private Hydra pieces genlab needs where no public API serves (see the module docstring);
+    the only import of `hydra._internal` in genlab. Written for TESTED_HYDRA."""
+    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path, get_args_parser
+
+    return SimpleNamespace(get_args_parser=get_args_parser, create_config_search_path=create_config_search_path,
+                           Hydra=Hydra, FileConfigSource=FileConfigSource)
+
+
+TESTED_HYDRA = "1.3"  # the hydra-core release line hydra_internals was checked against
+
+
 def parse_command_line(args: list[str]) -> Namespace:
     """Hydra's parse of a command line: .overrides, .multirun, .config_name, .help, .cfg, …"""
-    from hydra._internal.utils import get_args_parser
+    return hydra_internals().get_args_parser().parse_args(args)
 
-    return get_args_parser().parse_args(args)
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs of a sweep (-m): the product of every override's values, the last override of a key
+    replacing earlier ones, in the order Hydra's basic sweeper runs them (the first key varies
+    slowest); ConfigError for a sweep it cannot run (an interval)."""
+    import itertools
+
+    per_key: dict[str, list[str]] = {}
+    for override in parse_overrides(overrides):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            per_key[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            per_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ConfigError(f"{override.input_line}: genlab's sweeps take lists of values (a=1,2) or ranges "
+                              "(a=range(1,4)), not intervals")
+    return [list(job) for job in itertools.product(*per_key.values())]
 
 
 def only_inspects(parsed: Namespace) -> bool:
@@ -89,42 +125,78 @@ def _keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
+def compose_config(config_name: str, overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """The one place genlab composes a config (Hydra's compose API, inside `_search_path`); with
+    `with_hydra`, Hydra's node (hydra.runtime.choices, the run directory) comes with it."""
+    from hydra import compose
+
+    return compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
+
+
 class _Composer:
-    """Hydra's compose API inside one initialize_config_dir, with the reference key sets cached."""
+    """The jobs of one command line, each composed once; a reference config (the keys its group
+    choices give on their own) is composed only for a job whose command line adds a preset
+    (`+group=option`) or force-adds a key (`++key=value`), and cached per set of choices."""
 
     def __init__(self, config_name: str, overrides: list[str]):
-        from hydra import compose
-
-        self.compose, self.config_name = compose, config_name
+        self.config_name = config_name
         # A user's config folders take part in every composition, the reference's too.
         self.searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
         self._references: dict[tuple, set[str]] = {}
-        # The groups of the command's own defaults list (model, dataset, …). A group added with
-        # `+group=option` (a preset, genlab's `experiment` or a user's) only sets values: its keys
-        # must be known without it.
-        self.groups = set(OmegaConf.to_container(self.job(self.searchpath).hydra.runtime.choices))
 
     def job(self, overrides: list[str]) -> DictConfig:
-        return self.compose(self.config_name, overrides=overrides, return_hydra_config=True)
+        return compose_config(self.config_name, overrides, with_hydra=True)
 
-    def known_keys(self, job: DictConfig) -> set[str]:
+    @staticmethod
+    def _additions(choices: dict, overrides: list[str]) -> tuple[set[str], set[str], bool]:
+        """What the command line adds: groups (`+group=option`, named as in choices), keys
+        (`+key=value`), and whether any key is force-added (`++key=value`)."""
+        named = {group.split("@")[0]: group for group in choices}
+        groups, keys, forced = set(), set(), False
+        for override in parse_overrides(overrides):
+            name = override.key_or_group
+            if not override.is_add() or name.startswith("hydra"):
+                continue
+            if name in named:
+                groups.add(named[name])
+            elif override.is_force_add():
+                forced = True
+            else:
+                keys.add(name)
+        return groups, keys, forced
+
+    def own_groups(self, job: DictConfig, overrides: list[str]) -> set[str]:
+        """The groups of the command's own defaults list (model, dataset, …). A group added with
+        `+group=option` (a preset, genlab's `experiment` or a user's) only sets values: its keys
+        must be known without it."""
+        choices = OmegaConf.to_container(job.hydra.runtime.choices)
+        return set(choices) - self._additions(choices, overrides)[0]
+
+    def known_keys(self, job: DictConfig, overrides: list[str]) -> set[str]:
         """The keys of the config that the job's group choices give on their own."""
         choices = OmegaConf.to_container(job.hydra.runtime.choices)
+        added_groups, added_keys, forced = self._additions(choices, overrides)
+        if not added_groups and not forced:
+            # Then only `+key=value` adds keys: Hydra refuses `key=value` for a key the config lacks
+            # and `+key=value` for one it has, so the job's keys less those are the reference's.
+            plain = OmegaConf.to_container(job)
+            plain.pop("hydra")
+            return {k for k in _keys(plain) if not any(k == a or k.startswith(a + ".") for a in added_keys)}
         groups = tuple(sorted(f"{group}={option}" for group, option in choices.items()
-                              if option is not None and not group.startswith("hydra/") and group in self.groups))
+                              if option is not None and not group.startswith("hydra/") and group not in added_groups))
         if groups not in self._references:
-            reference = OmegaConf.to_container(self.compose(self.config_name, overrides=[*self.searchpath, *groups]))
+            reference = OmegaConf.to_container(compose_config(self.config_name, [*self.searchpath, *groups]))
             self._references[groups] = _keys(reference)
         return self._references[groups]
 
-    def check_keys(self, job: DictConfig) -> None:
+    def check_keys(self, job: DictConfig, overrides: list[str]) -> None:
         plain = OmegaConf.to_container(job)
         choices = plain.pop("hydra")["runtime"]["choices"]
-        for group in sorted(self.groups & plain.keys()):  # a group's file read fine, but holds no keys
+        for group in sorted(self.own_groups(job, overrides) & plain.keys()):  # a group's file read fine, but holds no keys
             if not isinstance(plain[group], dict):
                 raise ConfigError(f"{group}={choices[group]}: its file holds a {type(plain[group]).__name__}, not keys: "
                                   f"write it as `key: value` lines, like genlab's configs/{group}/*.yaml")
-        known = self.known_keys(job)
+        known = self.known_keys(job, overrides)
         unknown = sorted(_keys(plain) - known)
         if unknown:
             # The outermost unknown key: its sub-keys are unknown because it is.
@@ -166,7 +238,7 @@ def _unreadable_file(error: BaseException) -> str | None:
     """The one line for a config file that YAML or OmegaConf could not read (the file, the line
     where YAML gives one, the reason and the fix); None when `error` was not raised reading a file."""
     import yaml
-    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+    FileConfigSource = hydra_internals().FileConfigSource
 
     # OmegaConf's and the decoder's errors do not name the file; the frame of Hydra's reader holds it.
     frame = error.__traceback__
@@ -213,11 +285,7 @@ def compose_command(config_name: str, overrides: list[str], multirun: bool,
                     user_config_dir: str | None = None) -> Command:
     """Compose every job the command line asks for, once each; ConfigError on a bad override, an
     unknown key or a config file that cannot be read. user_config_dir: the folder --config-dir names."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    jobs = [overrides]
-    if multirun:
-        jobs = [list(job) for chunk in BasicSweeper.split_arguments(parse_overrides(overrides), None) for job in chunk]
+    jobs = sweep_jobs(overrides) if multirun else [overrides]
     with _search_path(user_config_dir):
         composer, job = None, overrides
         try:
@@ -225,7 +293,7 @@ def compose_command(config_name: str, overrides: list[str], multirun: bool,
             composed = []
             for job in jobs:
                 composed.append(composer.job(job))
-                composer.check_keys(composed[-1])
+                composer.check_keys(composed[-1], job)
         except _composition_errors() as e:
             known = _known_without_failing(composer, job, e) if composer is not None else set()
             raise ConfigError(_one_line(e, config_name, known)) from None
@@ -249,16 +317,15 @@ def _search_path(user_config_dir: str | None):
         raise ConfigError(f"--config-dir {user_config_dir} is not a folder: name the folder that holds your config files")
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # restores Hydra's state on exit
         if user_config_dir is not None:
-            from hydra._internal.hydra import Hydra
-            from hydra._internal.utils import create_config_search_path
             from hydra.core.config_search_path import SearchPathQuery
             from hydra.core.global_hydra import GlobalHydra
 
-            search_path = create_config_search_path(config_dir())
+            internals = hydra_internals()
+            search_path = internals.create_config_search_path(config_dir())
             search_path.prepend("command-line", f"file://{os.path.abspath(user_config_dir)}",
                                 anchor=SearchPathQuery(provider="schema"))
             GlobalHydra.instance().clear()
-            Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+            internals.Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
         yield
 
 
@@ -269,7 +336,7 @@ def _known_without_failing(composer: _Composer, job: list[str], error: Exception
         return set()
     kept = [o for o in job if not o.lstrip("+~").startswith(found.group(1) + "=")]
     try:
-        return composer.known_keys(composer.job(kept))
+        return composer.known_keys(composer.job(kept), kept)
     except _composition_errors():
         return set()
 

@@ -28,9 +28,9 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.compose import compose_jobs, config_dir, only_inspects, parse_command_line
-from genlab.config import ConfigError, validate_eval, validate_hardware
-from genlab.errors import UserError
+from genlab.command import check_jobs, reports_errors, run_command
+from genlab.compose import config_dir
+from genlab.config import validate_eval, validate_hardware
 
 
 def print_table(result: dict) -> None:
@@ -52,32 +52,23 @@ def print_table(result: dict) -> None:
 
 
 @hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
+@reports_errors("eval", required="genlab eval ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
-    from omegaconf.errors import MissingMandatoryValue
-
     from genlab.metrics.evaluation import evaluate
     from genlab.runtime import setup_device
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        device = setup_device(plain["hardware"])
-        print_table(evaluate(plain["ckpt"], plain, plain["metrics"], device))
-    except MissingMandatoryValue:
-        sys.exit("genlab eval: error: ckpt is required: genlab eval ckpt=outputs/<run>/checkpoints/last.pt")
-    except UserError as e:
-        sys.exit(f"genlab eval: error: {e}")
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    device = setup_device(plain["hardware"])
+    print_table(evaluate(plain["ckpt"], plain, plain["metrics"], device))
+
+
+def check(cfg: DictConfig) -> None:
+    """ConfigError for the first bad evaluation setting or hardware key."""
+    validate_eval(cfg, "", "metrics")
+    validate_hardware(cfg)
 
 
 def run(args: list[str]) -> None:
     """`genlab eval ARGS`: check the settings first, then hand ARGS to the Hydra app."""
-    parsed = parse_command_line(args)
-    if not only_inspects(parsed):
-        try:
-            for cfg in compose_jobs(parsed.config_name or "eval", parsed.overrides, parsed.multirun, parsed.config_dir):
-                validate_eval(cfg, "", "metrics")
-                validate_hardware(cfg)
-        except ConfigError as e:
-            sys.exit(f"genlab eval: error: {e}")
-    sys.argv = [sys.argv[0], *args]
-    _app()
+    run_command("eval", _app, args, check_jobs("eval", check, sweeps=True))

@@ -45,6 +45,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.checks import ConfigError, is_number
+from genlab.command import check_jobs, reports_errors, run_command
 from genlab.compose import config_dir
 from genlab.errors import UserError
 
@@ -262,29 +263,14 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 
 
 @hydra.main(config_path=config_dir(), config_name="sample", version_base="1.3")
+@reports_errors("sample", required="genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
-    from omegaconf.errors import MissingMandatoryValue
-
-    try:
-        path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
-                      batch_size=cfg.batch_size,
-                      latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
-    except MissingMandatoryValue:
-        sys.exit("genlab sample: error: ckpt is required: genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
-    except UserError as e:
-        sys.exit(f"genlab sample: error: {e}")
+    path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
+                  batch_size=cfg.batch_size,
+                  latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
     print(path)
 
 
 def run(args: list[str]) -> None:
     """`genlab sample ARGS`: check the overrides first, then hand ARGS to the Hydra app."""
-    from genlab.compose import compose_jobs, only_inspects, parse_command_line
-
-    parsed = parse_command_line(args)
-    if not only_inspects(parsed):
-        try:
-            compose_jobs(parsed.config_name or "sample", parsed.overrides, False, parsed.config_dir)
-        except ConfigError as e:
-            sys.exit(f"genlab sample: error: {e}")
-    sys.argv = [sys.argv[0], *args]
-    _app()
+    run_command("sample", _app, args, check_jobs("sample"))

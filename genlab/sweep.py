@@ -59,6 +59,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genlab import locks
+from genlab.command import fail
 from genlab.errors import UserError
 from genlab.files import remove_stale_temporaries, write_atomically, write_text_atomically
 
@@ -530,17 +531,18 @@ class SweepSummary(Callback):
         try:
             records = summarize(root)
         except UserError as e:
-            sys.exit(f"genlab train: error: {e}")
+            fail("train", e)
         bad = [r["job"] for r in records if r["status"] != "ok"]
         if bad:
-            sys.exit(f"genlab train: error: {len(bad)} of {len(records)} jobs did not finish ok ({', '.join(bad)}): "
-                     f"see {root / 'summary.csv'} and each job's train.log; re-run the same command to retry them")
+            fail("train", f"{len(bad)} of {len(records)} jobs did not finish ok ({', '.join(bad)}): "
+                          f"see {root / 'summary.csv'} and each job's train.log; re-run the same command to retry them")
 
 
 USAGE = """usage: genlab summarize PATH
 
 Rebuild the summary of a sweep directory from its jobs' result.json files: summary.csv,
-summary.json, rate_distortion.png and the sweep's TensorBoard event file; print the table.
+summary.json, the figures its model families draw (e.g. rate_distortion.png) and the sweep's
+TensorBoard event file; print the table.
 While the sweep is still running only the table is printed (its launcher writes the files).
   genlab summarize outputs/multirun/<date>/<time>"""
 
@@ -551,9 +553,9 @@ def run(args: list[str]) -> None:
         print(USAGE)
         return
     if len(args) != 1:
-        sys.exit("genlab summarize: error: expected one PATH, the sweep directory: genlab summarize outputs/multirun/<date>/<time>")
+        fail("summarize", "expected one PATH, the sweep directory: genlab summarize outputs/multirun/<date>/<time>")
     root = Path(args[0])
     try:
         summarize(root, running=sweep_running(root) if root.is_dir() else None)
     except UserError as e:
-        sys.exit(f"genlab summarize: error: {e}")
+        fail("summarize", e)

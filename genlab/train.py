@@ -31,7 +31,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab import locks, sweep
-from genlab.compose import compose_command, config_dir, only_inspects, parse_command_line
+from genlab.command import fail, run_command
+from genlab.compose import compose_command, config_dir
 from genlab.config import ConfigError, check_output_dir, validate_train
 from genlab.errors import UserError
 
@@ -168,7 +169,7 @@ def _app(cfg: DictConfig) -> None:
         try:
             locks.hold_run_dir(run_dir, from_clock=False)
         except UserError as e:
-            sys.exit(f"genlab train: error: {e}")
+            fail("train", e)
     with sweep.job_lock(run_dir) if multirun and main else contextlib.nullcontext():
         _job(cfg, run_dir, main, multirun, task_overrides, hydra_cfg)
 
@@ -204,7 +205,7 @@ def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overri
             log.error(f"job failed: {sweep.error_line(e)}", exc_info=not isinstance(e, UserError))
             return
         if isinstance(e, UserError):
-            sys.exit(f"genlab train: error: {e}")
+            fail("train", e)
         raise
     if record:
         record.finish(result["step"], result["metrics"])
@@ -291,18 +292,15 @@ def _claim_run_dir(command) -> list[str]:
     return added + ([] if ranks.main else ["hydra.output_subdir=null"])
 
 
+def _prepare_args(parsed) -> list[str]:
+    """The overrides `_prepare` returns, and a sweep's directory-name ones."""
+    added = _prepare(parsed)
+    return [*added, *sweep.dirname_overrides(parsed.overrides)] if parsed.multirun else added
+
+
 def run(args: list[str]) -> None:
     """`genlab train ARGS`: check every job's config first, then hand ARGS to the Hydra app."""
-    parsed = parse_command_line(args)
-    if not only_inspects(parsed):
-        try:
-            args = [*args, *_prepare(parsed)]
-        except UserError as e:
-            sys.exit(f"genlab train: error: {e}")
-        if parsed.multirun:
-            args = [*args, *sweep.dirname_overrides(parsed.overrides)]
-    sys.argv = [sys.argv[0], *args]
     try:
-        _app()
+        run_command("train", _app, args, _prepare_args)
     finally:  # the command is over: a process that goes on (a notebook, tests/ddp_worker.py) holds no directory
         locks.release_all()

@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from genlab.checks import ConfigError, require
+from genlab.command import check_jobs, reports_errors, run_command
 from genlab.compose import config_dir
 from genlab.errors import UserError
 
@@ -50,29 +51,14 @@ def serve(ckpt: str, host: str, port: int, data_root: str | None = None) -> None
 
 
 @hydra.main(config_path=config_dir(), config_name="explore", version_base="1.3")
+@reports_errors("explore", required="genlab explore ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
-    from omegaconf.errors import MissingMandatoryValue
-
     try:
         serve(cfg.ckpt, cfg.host, cfg.port, cfg.data_root)
-    except MissingMandatoryValue:
-        sys.exit("genlab explore: error: ckpt is required: genlab explore ckpt=outputs/<run>/checkpoints/last.pt")
-    except UserError as e:
-        sys.exit(f"genlab explore: error: {e}")
     except KeyboardInterrupt:  # Ctrl-C while the checkpoint loads
         sys.exit(130)
 
 
 def run(args: list[str]) -> None:
     """`genlab explore ARGS`: check the keys first, then hand ARGS to the Hydra app."""
-    from genlab.compose import compose_jobs, only_inspects, parse_command_line
-
-    parsed = parse_command_line(args)
-    if not only_inspects(parsed):
-        try:
-            for cfg in compose_jobs(parsed.config_name or "explore", parsed.overrides, False, parsed.config_dir):
-                check(cfg)
-        except ConfigError as e:
-            sys.exit(f"genlab explore: error: {e}")
-    sys.argv = [sys.argv[0], *args]
-    _app()
+    run_command("explore", _app, args, check_jobs("explore", check))
