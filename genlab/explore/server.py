@@ -40,6 +40,7 @@ import torch
 
 from genlab import images
 from genlab.errors import UserError
+from genlab.models.base import capabilities
 from genlab.sample import latents as sample_latents
 from genlab.sample import slerp
 
@@ -94,7 +95,7 @@ class Explorer:
         if data_root is not None and "root" in dataset:
             dataset["root"] = data_root
         self.real, self.real_note = self._real_images(dataset)
-        self.has_encoder = "encoder" in type(self.model).capabilities()
+        self.has_encoder = "encoder" in capabilities(self.model)
         self.directions, self.direction_names = self._directions(log)
 
     def _real_images(self, dataset: dict) -> tuple[torch.Tensor | None, str]:
