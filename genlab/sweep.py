@@ -16,12 +16,16 @@ that is not finite is stored as null.
 The summary of a sweep directory (written when a sweep ends, or by `genlab summarize PATH`):
     summary.csv, summary.json    one row per job: overrides, status, steps, wall time, metrics
     a rich table                 on the terminal
-    <stem>.png                   the figures the jobs' model families draw (GenerativeModel.sweep_plots;
-                                 the VAE's rate_distortion.png: genlab/models/vae.py)
+    rate_distortion.png          for jobs that report recon_nats and kl_nats (VAEs), below
     TensorBoard                  each job's run holds HParams session summaries (its overrides)
                                  and final/<metric> scalars; the sweep directory's own event file
                                  holds the HParams experiment (the union of every job's overrides
                                  and metrics, so mixed VAE/GAN sweeps list all) and the plot.
+
+Rate–distortion (Alemi et al. 2018, "Fixing a Broken ELBO"): per image, the distortion
+D = E_q[−log p(x|z)] (recon_nats) and the rate R = KL(q(z|x) ‖ p(z)) (kl_nats); −ELBO = D + R.
+The β-VAE minimises D + β·R, whose optimum touches the achievable R–D frontier where its slope is
+dR/dD = −1/β: a larger β buys a lower rate with a higher distortion.
 
 Re-running a sweep into the same `hydra.sweep.dir` skips each job whose record says ok with the
 same overrides; every other job continues from its checkpoints/last.pt, or starts again when it has
@@ -64,6 +68,7 @@ from genlab.errors import UserError
 from genlab.files import remove_stale_temporaries, write_atomically, write_text_atomically
 
 RECORD_NAME = "result.json"
+PLOT_NAME = "rate_distortion.png"
 STATUSES = ("running", "ok", "failed")
 # What a job leaves in its run directory besides .hydra/ and its log: cleared before a restart.
 ATTEMPT_OUTPUTS = ("checkpoints", "samples", RECORD_NAME, "events.out.tfevents.*")
@@ -376,12 +381,12 @@ def _image_summary(tag: str, png: bytes):
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
 
 
-def _write_sweep_events(root: Path, records: list[dict], metric_names: list[str], pngs: dict[str, bytes]) -> None:
-    """The sweep directory's own event file (with the families' plots, `sweep/<stem>`); it replaces
-    the one an earlier summary wrote."""
+def _write_sweep_events(root: Path, records: list[dict], metric_names: list[str], png: bytes | None) -> None:
+    """The sweep directory's own event file; it replaces the one an earlier summary wrote."""
     earlier = list(root.glob("events.out.tfevents.*"))
     summaries = [(0, _experiment_summary(records, metric_names))]
-    summaries += [(0, _image_summary(f"sweep/{stem}", png)) for stem, png in pngs.items()]
+    if png is not None:
+        summaries.append((0, _image_summary("sweep/rate_distortion", png)))
     _write_events(root, summaries)
     for path in earlier:
         path.unlink(missing_ok=True)
@@ -460,23 +465,44 @@ def _table(root: Path, records: list[dict], metric_names: list[str]):
     return table
 
 
-def _families(records: list[dict]) -> dict[type, list[dict]]:
-    """The jobs' model families, in order of first appearance → their ok jobs."""
-    from genlab.models import family_of
-
-    families: dict[type, list[dict]] = {}
-    for r in records:
-        family = family_of(r["config"].get("model", {}))
-        if family is not None:
-            families.setdefault(family, []).extend([r] if r["status"] == "ok" else [])
-    return families
+def _is_beta(key: str) -> bool:
+    return key == "beta" or key.endswith(".beta")
 
 
-def family_plots(families: dict[type, list[dict]]) -> dict[str, tuple[str, bytes | None]]:
-    """The figures each family draws of its own ok jobs (`GenerativeModel.sweep_plots`): file stem →
-    (title, PNG bytes, or None when no job has what it plots). ImportError without matplotlib."""
-    return {stem: (title, draw(members)) for family, members in families.items()
-            for stem, (title, draw) in family.sweep_plots().items()}
+def rate_distortion_png(records: list[dict]) -> bytes | None:
+    """The R–D plot of the ok jobs that report recon_nats and kl_nats, as PNG bytes (None when
+    there are none). Jobs that differ only in β are joined by a line, ordered by β.
+    Needs matplotlib (ImportError otherwise)."""
+    points = [r for r in records if r["status"] == "ok"
+              and r["metrics"].get("recon_nats") is not None and r["metrics"].get("kl_nats") is not None]
+    if not points:
+        return None
+    from matplotlib.figure import Figure
+
+    others = [k for k in varying_keys(points) if not _is_beta(k)]
+    curves: dict[str, list[dict]] = {}
+    for r in points:
+        curves.setdefault(", ".join(f"{k}={r['overrides'].get(k)}" for k in others), []).append(r)
+    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    axes = figure.add_subplot()
+    for label, members in curves.items():
+        members.sort(key=lambda r: r["config"]["model"].get("beta") or 0)
+        distortion = [r["metrics"]["recon_nats"] for r in members]
+        rate = [r["metrics"]["kl_nats"] for r in members]
+        axes.plot(distortion, rate, marker="o", label=label or None)
+        for r, d, k in zip(members, distortion, rate):
+            beta = r["config"]["model"].get("beta")
+            if beta is not None:
+                axes.annotate(f"β={beta:g}", (d, k), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axes.set_xlabel("distortion D = −log p(x|z)  [recon_nats, nats per image]")
+    axes.set_ylabel("rate R = KL(q(z|x) ‖ p(z))  [kl_nats, nats per image]")
+    axes.set_title("Rate–distortion across the sweep (final training window)", fontsize=10)
+    axes.grid(alpha=0.3)
+    if any(curves):
+        axes.legend(fontsize=8)
+    out = io.BytesIO()
+    figure.savefig(out, format="png", bbox_inches="tight")
+    return out.getvalue()
 
 
 def summarize(root: Path, console=None, running: str | None = None) -> list[dict]:
@@ -496,26 +522,20 @@ def summarize(root: Path, console=None, running: str | None = None) -> list[dict
         return records
     # Writes of these files killed with an earlier launcher left temporary files; no one else writes
     # them now (this launcher holds the sweep's lock, or, for `genlab summarize`, no launcher does).
-    families = _families(records)
-    for name in ("summary.csv", "summary.json", *(f"{stem}.png" for family in families for stem in family.sweep_plots())):
+    for name in ("summary.csv", "summary.json", PLOT_NAME):
         remove_stale_temporaries(root, name)
     write_text_atomically(root / "summary.csv", _csv(records, metric_names))
     write_text_atomically(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
     notes = [f"summary: {root / 'summary.csv'}, {root / 'summary.json'}"]
-    pngs = {}
     try:
-        plots = family_plots(families)
+        png = rate_distortion_png(records)
     except ImportError:
-        plots = {}
-        titles = ", ".join(title for family in families for title, _ in family.sweep_plots().values())
-        if titles:
-            notes.append(f"{titles} plot skipped: matplotlib is not installed (pip install 'genlab[plots]')")
-    for stem, (title, png) in plots.items():
-        if png is not None:
-            pngs[stem] = png
-            write_atomically(root / f"{stem}.png", lambda f, png=png: f.write(png))
-            notes.append(f"{title} plot: {root / f'{stem}.png'}")
-    _write_sweep_events(root, records, metric_names, pngs)
+        png = None
+        notes.append("rate–distortion plot skipped: matplotlib is not installed (pip install 'genlab[plots]')")
+    if png is not None:
+        write_atomically(root / PLOT_NAME, lambda f: f.write(png))
+        notes.append(f"rate–distortion plot: {root / PLOT_NAME}")
+    _write_sweep_events(root, records, metric_names, png)
     console.print(_table(root, records, metric_names))
     for note in notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
@@ -541,8 +561,7 @@ class SweepSummary(Callback):
 USAGE = """usage: genlab summarize PATH
 
 Rebuild the summary of a sweep directory from its jobs' result.json files: summary.csv,
-summary.json, the figures its model families draw (e.g. rate_distortion.png) and the sweep's
-TensorBoard event file; print the table.
+summary.json, rate_distortion.png and the sweep's TensorBoard event file; print the table.
 While the sweep is still running only the table is printed (its launcher writes the files).
   genlab summarize outputs/multirun/<date>/<time>"""
 

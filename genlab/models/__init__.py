@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from genlab.errors import CheckpointError, UserError
+from genlab.errors import CheckpointError
 from genlab.models.base import GenerativeModel
 from genlab.targets import migrate_section, target_class
 
@@ -19,15 +19,6 @@ LEGACY_TARGETS = {"vae": "genlab.models.vae.VAE", "gan": "genlab.models.gan.GAN"
 def model_class(model: dict) -> type[GenerativeModel]:
     """The class a config's `model` section names with `_target_` (module.Class)."""
     return target_class("model", model.get("_target_"), GenerativeModel, "genlab.models.vae.VAE")
-
-
-def family_of(model: dict) -> type[GenerativeModel] | None:
-    """The family of a run's `model` section, also from before `_target_`; None when it cannot be
-    found (a record of a family not installed here)."""
-    try:
-        return model_class({"_target_": model.get("_target_", LEGACY_TARGETS.get(model.get("name")))})
-    except UserError:
-        return None
 
 
 def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device) -> GenerativeModel:

@@ -42,8 +42,6 @@ What a family provides:
     final_metrics     scalars measured on fixed data images at the end of a run (may be empty)
     optimizers()      name → optimizer (learning rates are logged, loss scales saved per name)
     state_dict        plain data: nets, optimizers, EMA copies; load_state_dict restores it
-    sweep_plots()     classmethod: figures of a sweep's summary that only this family's jobs give,
-                      file stem → (title, draw(records) → PNG bytes or None); default none
     validate(cfg)     classmethod: one-line ConfigError for a bad value of the family's own keys
                       or of a rule linking them to other sections (e.g. fp16 with R1)
     migrate(config)   classmethod: fill in, in place, the keys a checkpoint's config predates
@@ -68,7 +66,6 @@ leaves `conditional` False and sets num_classes: a built model's capabilities re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -95,13 +92,6 @@ class GenerativeModel:
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         """Raise ConfigError for the first bad value of this family's keys (cfg: the whole run)."""
-
-    @classmethod
-    def sweep_plots(cls) -> dict[str, tuple[str, Callable[[list[dict]], bytes | None]]]:
-        """Figures of a sweep's summary drawn from this family's ok jobs' records (genlab/sweep.py):
-        file stem (<stem>.png in the sweep directory, sweep/<stem> in TensorBoard) → (title, draw).
-        draw returns PNG bytes, or None when no job has what it plots; ImportError without matplotlib."""
-        return {}
 
     @classmethod
     def migrate(cls, config: dict) -> None:
