@@ -51,7 +51,7 @@ def test_rows_that_draw_their_class_score_one_and_a_wrong_row_scores_zero():
 def test_an_unconditional_model_drawing_only_squares_has_no_other_shape():
     squares = CANDIDATES[factor_classes(CANDIDATES)[:, 0] == 0][:6]
     result = shape_shares(real(squares), None, CANDIDATES)
-    assert result["share"] == {"square": 1.0, "ellipse": 0.0, "heart": 0.0} and result["min_share"] == 0.0
+    assert result["share"] == {"square": 1.0, "ellipse": 0.0, "heart": 0.0, "blob": 0.0} and result["min_share"] == 0.0
     blank = shape_shares(torch.zeros(2, 1, 16, 16), None, CANDIDATES)
     assert blank["mean_dist_sq"] > 0 and sum(blank["share"].values()) == pytest.approx(1.0)
 

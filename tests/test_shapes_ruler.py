@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from genlab.data.shapes import FACTOR_SIZES, factor_classes, render
-from genlab.metrics.shapes import gaussian_blur, perturb, read_shapes, shift
+from genlab.metrics.shapes import BLOB, gaussian_blur, perturb, read_shapes, shape_shares, shift
 
 torch.set_num_threads(1)
 
@@ -79,3 +79,28 @@ def test_the_ruler_reads_perturbed_small_hearts_and_squares_at_64_px(kind):
     options = {"blur": 1.0} if kind == "blur σ 1 px" else {"shift_px": 0.5, "blur": 1.0, "noise": 0.05}
     images = perturb(render(index, 64).float() / 255, g, **options)
     assert torch.equal(read_shapes(images, nearby(index)), shape)
+
+
+def disks_like(index: torch.Tensor) -> torch.Tensor:
+    """A disk of each image's area centred where its shape is, at 64 px (its radius is, in general,
+    none of the ruler's BLOB_RADII_PX)."""
+    area = render(index, 64).float().sum((1, 2, 3)) / 255
+    centre = factor_classes(index)[:, 3:].float() + 16
+    pixels = torch.arange(64.0) + 0.5
+    r2 = (pixels[None, None, :] - centre[:, 0, None, None]).square() + (pixels[None, :, None] - centre[:, 1, None, None]).square()
+    return (r2 <= (area / torch.pi)[:, None, None]).float()[:, None]
+
+
+@pytest.mark.parametrize("blur", [0.0, 1.0])
+def test_round_blobs_read_as_blobs_not_as_squares_or_hearts(blur):
+    """A disk of a square's or a heart's area, sharp or blurred by 1 px, read as that shape before
+    the ruler held disks (a square at most scales when blurred); a person sees no corners and no notch."""
+    g = torch.Generator().manual_seed(2)
+    orientation, x, y = (torch.randint(k, (6,), generator=g) for k in FACTOR_SIZES[2:])
+    shape, scale = torch.tensor([0, 0, 0, 2, 2, 2]), torch.tensor([0, 2, 5, 0, 2, 5])
+    index = (((shape * 6 + scale) * 40 + orientation) * 32 + x) * 32 + y
+    images = perturb(gaussian_blur(disks_like(index), blur), g)
+    reading = read_shapes(images, nearby(index))
+    assert torch.equal(reading, torch.full_like(reading, BLOB))
+    result = shape_shares(images, shape, nearby(index))
+    assert result["own_shape"]["square"] == result["own_shape"]["heart"] == 0 and result["blob_share"] == 1
