@@ -68,6 +68,8 @@ def test_eval_reports_every_fitting_metric_and_reuses_the_cached_classifier(eval
     assert metrics["fid"]["classifier"]["path"] == str(classifier)
     assert metrics["kid"]["subsets"] == 4 and metrics["kid"]["subset_size"] == 20
     assert metrics["mig"]["points"] == 10_000 and metrics["mig"]["bins"] == 20
+    # What the generated images cost, beside the FID: one network evaluation each for a VAE.
+    assert metrics["fid"]["nfe"] == 1 and metrics["fid"]["ms_per_image"] > 0 and "NFE 1" in result.stdout
 
 
 def test_bad_metric_settings_are_refused_before_any_work(tmp_path):
@@ -198,3 +200,20 @@ def test_cgan_accuracy_at_end_of_training_has_one_entry_per_class(tmp_path):
     assert len(accuracy["per_class"]) == 3 and accuracy["per_class_n"] == 40 // 3
     assert accuracy["accuracy"] == pytest.approx(sum(accuracy["per_class"]) / 3)
     assert result["metrics"]["eval/accuracy"] == accuracy["accuracy"]
+
+
+def test_generation_records_the_models_network_evaluations_and_time():
+    import torch
+
+    from genlab.metrics.evaluation import Evaluation
+
+    class Stepped:  # a model whose decode costs 35 network evaluations (EDM's 18 Heun steps)
+        nfe = 35
+
+        def sample(self, count, generator):
+            return torch.rand(count, 1, 4, 4, generator=generator)
+
+    run = Evaluation(Stepped(), "stepped", {"name": "none"}, {"n": 6, "batch_size": 4, "seed": 0}, torch.device("cpu"))
+    assert run.generated().shape == (6, 1, 4, 4)
+    assert run.generation["nfe"] == 35 and run.generation["ms_per_image"] > 0
+    assert run.generation["generation_batch_size"] == 4 and run.generation["generation_device"] == "cpu"

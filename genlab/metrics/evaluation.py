@@ -81,6 +81,7 @@ class Evaluation:
         self.settings, self.device = settings, device
         self.n, self.batch_size = settings["n"], settings["batch_size"]
         self._splits, self._classifier, self._features = {}, None, {}
+        self.generation: dict = {}  # the cost of the last `generated`: network evaluations, ms per image
 
     @classmethod
     def from_checkpoint(cls, state: dict, settings: dict, device: torch.device) -> Evaluation:
@@ -117,7 +118,7 @@ class Evaluation:
         for each label (cgan)."""
         generator = torch.Generator().manual_seed(self.settings["seed"])
         total = self.n if labels is None else len(labels)
-        images = []
+        images, start_s = [], time.perf_counter()
         with progress_bar("generating", total) as advance:
             for start in range(0, total, self.batch_size):
                 count = min(self.batch_size, total - start)
@@ -127,6 +128,9 @@ class Evaluation:
                     batch = self.model.decode(self.model.prior(count, generator), labels[start : start + count])
                 images.append(to_uint8(batch.float().cpu()))
                 advance(count)
+        ms_per_image = 1000 * (time.perf_counter() - start_s) / total
+        self.generation = {"nfe": getattr(self.model, "nfe", 1), "ms_per_image": round(ms_per_image, 3),
+                           "generation_device": str(self.device), "generation_batch_size": self.batch_size}
         return torch.cat(images)
 
     def classifier(self):

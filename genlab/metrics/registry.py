@@ -46,7 +46,7 @@ def _fid(run) -> dict:
 
     test = run.features("test")
     return {"fid": fid(test, run.features("generated")), "noise_floor": fid(test, run.features("train")),
-            "n": run.n, "seed": run.settings["seed"], "classifier": run.classifier_note()}
+            "n": run.n, "seed": run.settings["seed"], "classifier": run.classifier_note(), **run.generation}
 
 
 def _kid(run) -> dict:
@@ -168,7 +168,7 @@ def _inception_fid(run) -> dict:
     return {"inception_fid": value, "noise_floor": noise_floor(stats), "noise_floor_n": run.n // 2,
             "n": run.n, "seed": run.settings["seed"], "protocol": "Lucic et al. 2018",
             "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
-            "real_stats_cached": cached}
+            "real_stats_cached": cached, **run.generation}
 
 
 # -- bounds on the work, checked before any (see genlab.checks.require_fits) ---------------------
@@ -216,6 +216,14 @@ def _classifier_settings(m: dict) -> str:
     return f"n={m['n']}; floor: n train vs test; classifier {100 * m['classifier']['test_accuracy']:.2f}% test acc."
 
 
+def _generation_cost(m: dict) -> str:
+    """What the generated images cost, beside a FID: for a diffusion model quality is bought with steps.
+    (eval.json files written before this was recorded lack it.)"""
+    if "nfe" not in m:
+        return "generation cost not recorded"
+    return f"NFE {m['nfe']} (network evaluations per image), {m['ms_per_image']:.3g} ms/image on {m['generation_device']}"
+
+
 def _shapes_rows(m: dict) -> list[tuple]:
     return [(f"{name} {'row draws it' if 'own_shape' in m else 'share'}", value, None)
             for name, value in m.get("own_shape", m.get("share", {})).items()]
@@ -230,7 +238,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            model_needs=frozenset({"likelihood"}), limits=_nll_limits),
     Metric("fid", _fid,
            rows=lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
-           settings=_classifier_settings,
+           settings=lambda m: f"{_classifier_settings(m)}; {_generation_cost(m)}",
            summary=(("fid", "fid"), ("fid_noise_floor", "noise_floor")), classifier=True),
     Metric("kid", _kid,
            rows=lambda m: [("KID (classifier features)", f"{m['kid']:.4g} ± {m['kid_std']:.2g}", m["noise_floor"])],
@@ -258,7 +266,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            dataset_needs=frozenset({"dsprites"}), auto=False),
     Metric("inception_fid", _inception_fid,
            rows=lambda m: [("Inception FID", m["inception_fid"], m.get("noise_floor"))],
-           settings=lambda m: f"n={m['n']} vs n test; floor: even vs odd test images, n/2 each; {m['weights']}",
+           settings=lambda m: f"n={m['n']} vs n test; floor: even vs odd test images, n/2 each; {m['weights']}; "
+                              f"{_generation_cost(m)}",
            summary=(("inception_fid", "inception_fid"), ("inception_fid_noise_floor", "noise_floor")),
            auto=False, held_bytes_per_value=1, limits=_inception_limits),  # uint8 images
 )}
