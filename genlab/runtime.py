@@ -9,7 +9,52 @@ their keys); see the README's performance notes for when it pays.
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
+
 import torch
+
+# oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA) under which bf16 still runs on native instructions.
+_BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX",
+              "AVX10_1_512_AMX_FP16", "AVX10_2_512_AMX_2")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (/proc/cpuinfo); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), or platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether torch's CPU kernels compute bf16 on native instructions here: the CPU has AVX-512 BF16 or
+    AMX, and neither ATEN_CPU_CAPABILITY nor ONEDNN_MAX_CPU_ISA holds the kernels below them. Without
+    it bf16 is emulated, ~8× slower than float32 (../DESIGN.md's known traps)."""
+    try:
+        has = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:  # private helpers of torch: read the flags instead
+        has = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return has and torch.backends.cpu.get_cpu_capability().startswith("AVX512") and isa in _BF16_ISAS
 
 
 def device_name(hardware: dict) -> str:

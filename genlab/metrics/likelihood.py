@@ -28,28 +28,47 @@ import math
 import torch
 
 
-def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator, max_batch: int) -> torch.Tensor:
-    """log wᵢ (N, k) in float64 for images x (N, …), with at most `max_batch` decoder passes at a time.
+def draw_noise(n: int, k: int, latent_dim: int, generator: torch.Generator, max_batch: int,
+               per_batch: int | None = None) -> torch.Tensor:
+    """ε (n, k, latent_dim) in float64, drawn in genlab's reference order: images in groups of
+    `per_batch` (default: all n), each group's k draws in chunks of min(k, max_batch), one
+    randn(images, draws, latent_dim) per chunk. How the decoder passes are batched then leaves the
+    draws, and so the bound, unchanged."""
+    per_batch, per_chunk = per_batch or n, min(k, max_batch)
+    eps = torch.empty(n, k, latent_dim, dtype=torch.float64)
+    for first in range(0, n, per_batch):
+        images = min(per_batch, n - first)
+        for start in range(0, k, per_chunk):
+            draws = min(per_chunk, k - start)
+            eps[first : first + images, start : start + draws] = torch.randn(
+                images, draws, latent_dim, generator=generator, dtype=torch.float64)
+    return eps
+
+
+def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Generator, max_batch: int,
+                           decode_batch: int | None = None, per_batch: int | None = None) -> torch.Tensor:
+    """log wᵢ (N, k) in float64 for images x (N, …), with the draws of `draw_noise(…, max_batch, per_batch)`
+    and at most `decode_batch` (default: max_batch) decoder passes at a time.
 
     `model` needs posterior(x) → (μ, log σ²) and log_likelihood(z, x) → log p(x|z) per image: the
     likelihood interface of genlab.models.base.GenerativeModel.
     """
     mu, logvar = (t.double() for t in model.posterior(x))
     std = (0.5 * logvar).exp()
-    latent_dim = mu.shape[1]
+    n, latent_dim = mu.shape
     log_norm = 0.5 * latent_dim * math.log(2 * math.pi)
-    per_chunk = min(k, max_batch)
-    weights = []
-    for start in range(0, k, per_chunk):
-        draws = min(per_chunk, k - start)
-        eps = torch.randn(x.shape[0], draws, latent_dim, generator=generator, dtype=torch.float64).to(mu.device)
-        z = mu[:, None] + std[:, None] * eps
-        log_px_z = model.log_likelihood(z.flatten(0, 1).to(x.dtype), x.repeat_interleave(draws, 0))
-        log_px_z = log_px_z.double().view(x.shape[0], draws)
-        log_pz = -0.5 * z.square().sum(-1) - log_norm
-        log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True) - log_norm
-        weights.append(log_px_z + log_pz - log_qz)
-    return torch.cat(weights, dim=1)
+    eps = draw_noise(n, k, latent_dim, generator, max_batch, per_batch).to(mu.device)
+    z = mu[:, None] + std[:, None] * eps
+    log_pz = -0.5 * z.square().sum(-1) - log_norm
+    log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True) - log_norm
+    z = z.flatten(0, 1).to(x.dtype)  # row i·k + j: image i, draw j
+    passes = decode_batch or max_batch
+    log_px_z = torch.empty(n * k, dtype=torch.float64, device=mu.device)
+    for start in range(0, n * k, passes):
+        rows = slice(start, min(start + passes, n * k))
+        images = x[torch.arange(rows.start, rows.stop, device=x.device) // k]
+        log_px_z[rows] = model.log_likelihood(z[rows], images).double()
+    return log_px_z.view(n, k) + log_pz - log_qz
 
 
 def bounds(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,19 +78,27 @@ def bounds(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return -log_weights.mean(1), -(torch.logsumexp(log_weights, 1) - math.log(k))
 
 
-@torch.no_grad()
+# Decoder passes per call of the bound's decoder: the throughput plateau of the default MNIST
+# decoder on this project's 2-core CPU (docs/performance.md: 500 → 4,096 passes a call).
+DECODE_BATCH = 4096
+
+
+@torch.inference_mode()
 def nll_bounds(model, images: torch.Tensor, k: int, generator: torch.Generator, max_batch: int,
-               progress=None) -> dict[str, float]:
+               progress=None, decode_batch: int = DECODE_BATCH) -> dict[str, float]:
     """Mean negative ELBO and IWAE NLL bound over `images` (N, C, H, W in [0, 1]), nats per image.
 
-    Images go through the encoder max(1, max_batch // k) at a time; `progress(count)` is called
-    with the number of images in each batch once it is done.
+    The draws are those of `draw_noise(…, max_batch, max(1, max_batch // k))`, whatever `decode_batch` is: images go
+    through the decoder max(1, decode_batch // k) at a time (at most decode_batch passes a call, as
+    many as memory allows), `progress(count)` called with the number of images in each such group.
     """
+    per_group = max(1, max(decode_batch, max_batch) // k)
     per_batch = max(1, max_batch // k)
+    per_group = max(per_batch, per_group - per_group % per_batch)  # whole reference groups: the same draws
     neg_elbo, iwae_nll = [], []
-    for start in range(0, len(images), per_batch):
-        batch = images[start : start + per_batch]
-        elbo, iwae = bounds(log_importance_weights(model, batch, k, generator, max_batch))
+    for start in range(0, len(images), per_group):
+        batch = images[start : start + per_group]
+        elbo, iwae = bounds(log_importance_weights(model, batch, k, generator, max_batch, decode_batch, per_batch))
         neg_elbo.append(elbo.cpu())
         iwae_nll.append(iwae.cpu())
         if progress is not None:

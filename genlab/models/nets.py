@@ -5,10 +5,26 @@ with `width·2^i` channels at layer i (capped at 8·width); the decoder mirrors 
 convolutions (Radford et al. 2016, DCGAN). Supported sizes are those that halve at least twice:
 multiples of 4 from 8 px up (28, 32 and 64 included). `dcgan_init` is DCGAN's initialisation:
 conv and linear weights ~ N(0, 0.02²), BatchNorm scales ~ N(1, 0.02²), biases 0.
+
+Inference path of the decoder (no autograd, BatchNorm, if any, in eval mode): the same function laid
+out for a CPU's throughput, the same logits to float32 rounding (~1e-6 relative; tests/test_fast_paths.py).
+The IWAE bound runs it 10⁷ times (genlab/metrics/likelihood.py). Three changes, measured on this
+project's 2-core CPU (docs/performance.md):
+  - channels-last activations from the start: the head's output rows are permuted to (h, w, c) order,
+    so its (N, h·w·c) output is already a channels-last (N, c, h, w) tensor (no layout copy before
+    the first transposed convolution; oneDNN's transposed convolution is ~1.5× faster channels-last);
+  - ReLU in place;
+  - the last transposed convolution (few output channels, e.g. 1 for MNIST) as the equivalent
+    3×3 convolution with 4·C outputs followed by pixel_shuffle(2) ("sub-pixel convolution", Shi et al.
+    2016): a 4×4 stride-2 transposed convolution gives output pixel (2i + a, 2j + b) from input rows
+    i − 1 + a … i + a and the same columns, through kernel taps a + 1 − 2·dy (dy = −1, 0, 1), so each
+    output parity is one set of 3×3 weights with zeros where a tap does not exist.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -85,5 +101,47 @@ class ConvDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z):
+        if not torch.is_grad_enabled() and not (self.training and self._has_norm()):
+            return self.inference_forward(z)
         ch, size = self.start
         return self.deconvs(self.head(z).view(-1, ch, size, size))
+
+    def _has_norm(self) -> bool:
+        return any(isinstance(layer, nn.BatchNorm2d) for layer in self.deconvs)
+
+    @torch.no_grad()
+    def inference_forward(self, z):
+        """forward(z) without autograd (module docstring); BatchNorm layers, if any, must be in eval mode."""
+        ch, size = self.start
+        head_weight = self.head.weight.view(ch, size, size, -1).permute(1, 2, 0, 3).reshape(self.head.weight.shape)
+        head_bias = self.head.bias.view(ch, size, size).permute(1, 2, 0).reshape(-1)
+        x = F.linear(z, head_weight, head_bias).view(-1, size, size, ch).permute(0, 3, 1, 2)  # channels-last
+        layers = list(self.deconvs)
+        for layer in layers[:-1]:
+            if isinstance(layer, nn.ReLU):
+                x = x.relu_()
+            elif isinstance(layer, nn.ConvTranspose2d):
+                x = F.conv_transpose2d(x, layer.weight.contiguous(memory_format=torch.channels_last), layer.bias,
+                                       layer.stride, layer.padding)
+            else:
+                x = layer(x)
+        last = layers[-1]
+        weight, bias = subpixel_weights(last.weight, last.bias)
+        x = F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias, padding=1)
+        return F.pixel_shuffle(x, 2).contiguous()  # the layout callers expect (free for one channel)
+
+
+def subpixel_weights(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A ConvTranspose2d(kernel 4, stride 2, padding 1)'s weight (in, out, 4, 4) and bias (out,) as a
+    Conv2d(3×3, padding 1)'s (4·out, in, 3, 3) and (4·out,), whose output through pixel_shuffle(2) is
+    the transposed convolution's (module docstring): channel 4·o + 2·a + b holds output parity (a, b)."""
+    cin, cout = weight.shape[:2]
+    out = weight.new_zeros(cout, 2, 2, cin, 3, 3)
+    for a in range(2):
+        for b in range(2):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ty, tx = a + 1 - 2 * dy, b + 1 - 2 * dx
+                    if 0 <= ty < 4 and 0 <= tx < 4:
+                        out[:, a, b, :, dy + 1, dx + 1] = weight[:, :, ty, tx].T
+    return out.reshape(4 * cout, cin, 3, 3), None if bias is None else bias.repeat_interleave(4)
