@@ -113,6 +113,7 @@ def validate_hardware(cfg: DictConfig) -> None:
         if int(device.partition(":")[2] or 0) >= visible:
             raise ConfigError(f"hardware.device={device} is not available: {visible} CUDA GPUs are visible; use hardware=cpu or hardware=auto")
     require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
+    require(cfg, "hardware.layout", "str", choices=("auto", "contiguous", "channels_last"))
     if cfg.hardware.threads is not None:
         require(cfg, "hardware.threads", "int", low=1)
     for key in ("compile", "distributed"):

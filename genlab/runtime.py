@@ -84,9 +84,42 @@ def setup_device(hardware: dict) -> torch.device:
     return torch.device(name)
 
 
-def prepare_nets(model, hardware: dict, device: torch.device) -> None:
-    """Compile the model's trainable nets (hardware.compile) and, under hardware=ddp, wrap them in
-    DistributedDataParallel (after setup_device started the process group)."""
+# hardware.layout=auto: per kind of device, the nets' memory layout that measured fastest for training
+# (benchmarks/time_to_result.py; docs/performance.md). Channels-last keeps float32 arithmetic, so a
+# run's figures change only as with another hardware.threads (the order of float sums). On CPUs
+# without native bf16 and on GPUs it was not measured: the default layout, as before.
+AUTO_LAYOUT = {"cpu, native bf16": "channels_last", "cpu": "contiguous", "cuda": "contiguous"}
+
+
+def device_kind(device: torch.device) -> str:
+    """The key of AUTO_LAYOUT for a device."""
+    if device.type == "cpu":
+        return "cpu, native bf16" if native_bf16() else "cpu"
+    return device.type
+
+
+def resolve_layout(hardware: dict, device: torch.device) -> str:
+    """hardware.layout with 'auto' resolved for this device: 'contiguous' or 'channels_last'."""
+    layout = hardware.get("layout", "auto")
+    return AUTO_LAYOUT.get(device_kind(device), "contiguous") if layout == "auto" else layout
+
+
+def layout_note(hardware: dict, layout: str) -> str:
+    """What the run's first line says about the layout (and, for auto, why)."""
+    if hardware.get("layout", "auto") != "auto":
+        return f"layout {layout}"
+    device = torch.device(device_name(hardware))
+    return f"layout {layout} (hardware.layout=auto on {cpu_name() if device.type == 'cpu' else device.type}: {device_kind(device)})"
+
+
+def prepare_nets(model, hardware: dict, device: torch.device) -> str:
+    """Put the model's trainable nets in the layout hardware.layout resolves to, compile them
+    (hardware.compile) and, under hardware=ddp, wrap them in DistributedDataParallel (after
+    setup_device started the process group). Returns the layout."""
+    layout = resolve_layout(hardware, device)
+    if layout == "channels_last":
+        for name in model.nets:
+            getattr(model, name).to(memory_format=torch.channels_last)
     if hardware["compile"]:
         for name in model.nets:
             getattr(model, name).compile()
@@ -94,3 +127,4 @@ def prepare_nets(model, hardware: dict, device: torch.device) -> None:
         from genlab.distributed import wrap_nets
 
         wrap_nets(model, device)
+    return layout

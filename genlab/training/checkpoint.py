@@ -34,7 +34,7 @@ STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
 # with; load_checkpoint fills them in (and the model family's and dataset's own, see
 # genlab.models.migrate_config and genlab.data.migrate_dataset_config),
 # so an older checkpoint builds, samples and resumes as one written now.
-ADDED_HARDWARE_KEYS = {"compile": False, "distributed": False}
+ADDED_HARDWARE_KEYS = {"compile": False, "distributed": False, "layout": "auto"}
 
 
 def run_dir_of(ckpt: Path) -> Path:
