@@ -16,8 +16,8 @@ rate and the median of the per-round ratios after/before.
          after, hardware.layout=auto (genlab/runtime.py).
   eval   `genlab.metrics.evaluation.evaluate` of that worker's checkpoint with the preset's
          heavy metric: nll (images·k per second: n·k decoder passes; k from the header) or
-         inception_fid (images embedded per second: n generated + n real, a fresh cache, so both
-         sets). The same network on images of the same shape costs the same for every preset, so
+         inception_fid (with --inception-eval: images embedded per second, n generated + n real, a
+         fresh cache, so both sets; at small n the FID's fixed costs dominate). The same network on images of the same shape costs the same for every preset, so
          one measurement per (metric, image shape) stands for all presets that share it.
   features  Inception-v3 features alone of the same 2·n uint8 images, handed over 50 at a time: genlab's
          FID metric before and after, after held to fp32, torchmetrics'
@@ -189,7 +189,7 @@ def worker(args) -> None:
 
 # -- the driver ------------------------------------------------------------------------------------
 
-def run_worker(tree: Path, argv: list[str], quiet: bool, env_extra: dict | None = None) -> dict:
+def run_worker(tree: Path, argv: list[str], quiet: bool, env_extra: dict | None = None, side: str = "after") -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), **(env_extra or {})}
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], cwd=tree, env=env,
                           capture_output=True, text=True)
@@ -197,7 +197,7 @@ def run_worker(tree: Path, argv: list[str], quiet: bool, env_extra: dict | None 
     if proc.returncode or not lines:
         raise RuntimeError(f"worker {' '.join(argv)} in {tree} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     if not quiet:
-        print(f"  {tree.name:>8} {' '.join(argv[:4])}: {lines[-1][7:][:160]}", file=sys.stderr, flush=True)
+        print(f"  {side:>6} {' '.join(argv[1:6])}: {lines[-1][7:][:160]}", file=sys.stderr, flush=True)
     return json.loads(lines[-1][7:])
 
 
@@ -222,6 +222,9 @@ def main() -> None:
     parser.add_argument("--inception-n", type=int, default=16, help="generated (and as many real) images for inception_fid")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--data-root", default=os.environ.get("GENLAB_DATA_ROOT"))
+    parser.add_argument("--inception-eval", action="store_true",
+                        help="also time whole inception_fid evals (at small n their fixed costs, e.g. the 2048² matrix "
+                             "square root, outweigh the features; the features row measures the network alone)")
     parser.add_argument("--skip", default="", help="comma-separated: train, eval, peers")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--quiet", action="store_true", help="print only the table")
@@ -252,7 +255,7 @@ def main() -> None:
                 if "train" not in skip:
                     plan.append(("train", preset, None))
                 heavy = eval_plan(preset)
-                if heavy and "eval" not in skip:
+                if heavy and "eval" not in skip and (heavy[0] == "nll" or args.inception_eval):
                     metric, settings = heavy
                     key = (metric, json.dumps(settings.get("k")))
                     if key not in measured_eval:
@@ -267,7 +270,7 @@ def main() -> None:
                         out = tmp / f"{side}-{what}-{preset}-{r}"
                         if what == "train":
                             res = run_worker(tree, ["--worker", "train", "--preset", preset, "--out", str(out),
-                                                    "--train-steps", str(args.train_steps), *common], args.quiet)
+                                                    "--train-steps", str(args.train_steps), *common], args.quiet, side=side)
                             ckpts[(side, preset)] = res["ckpt"]
                         else:
                             metric, settings = detail
@@ -279,7 +282,7 @@ def main() -> None:
                             n = args.nll_n if metric == "nll" else args.inception_n
                             res = run_worker(tree, ["--worker", "eval", "--preset", preset, "--metric", metric,
                                                     "--ckpt", ckpt, "--out", str(out), "--n", str(n),
-                                                    "--settings", json.dumps(settings), *common], args.quiet)
+                                                    "--settings", json.dumps(settings), *common], args.quiet, side=side)
                         rates.setdefault((what, preset, side), []).append(res["rate"])
                 if "peers" not in skip:  # Inception features alone, the same images for every network
                     contenders = [("genlab", side, sides[side], {}) for side in order]
@@ -289,7 +292,7 @@ def main() -> None:
                         metric = "genlab" if name.startswith("genlab") else name
                         try:
                             res = run_worker(tree, ["--worker", "peer", "--metric", metric, "--n", str(args.inception_n),
-                                                    *common], args.quiet, env)
+                                                    *common], args.quiet, env, side)
                         except RuntimeError as e:
                             print(f"{name}: {str(e).splitlines()[0]}", file=sys.stderr)
                             continue
