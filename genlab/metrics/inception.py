@@ -79,7 +79,7 @@ def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 BN_EPS = 1e-3  # the graph's batch_norm epsilon
-FEATURE_BATCH = 16  # images per network call (docs/performance.md: 8 → 50 images a call, same images/s within noise)
+FEATURE_BATCH = 16  # images per network call: 8 and 16 equally fast, 48 ~10 % slower (docs/performance.md)
 
 
 class _ConvBNReLU(nn.Module):
