@@ -83,7 +83,7 @@ def bounds(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 DECODE_BATCH = 4096
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: a model may convert its weights inside (VAE.log_likelihood) and train on
 def nll_bounds(model, images: torch.Tensor, k: int, generator: torch.Generator, max_batch: int,
                progress=None, decode_batch: int = DECODE_BATCH) -> dict[str, float]:
     """Mean negative ELBO and IWAE NLL bound over `images` (N, C, H, W in [0, 1]), nats per image.
