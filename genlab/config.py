@@ -39,6 +39,13 @@ def validate_train(cfg: DictConfig) -> None:
     from genlab.models import model_class
 
     family = model_class(OmegaConf.to_container(cfg.model))
+    from genlab.data import image_shape as data_shape
+
+    clips = len(data_shape(OmegaConf.to_container(cfg.dataset, resolve=True))) == 4
+    if clips != family.clips:  # a time axis on one side only (genlab/models/base.py, `clips`)
+        what = ("clips", "still images") if family.clips else ("still images", "clips")
+        raise ConfigError(f"model={cfg.model.name} is not allowed with dataset={cfg.dataset.name}: the model generates "
+                          f"{what[0]} and the dataset holds {what[1]}; pick a model and a dataset of the same kind")
     for key in family.required_keys:  # before anything reads them (the optimizer group interpolates lr, betas)
         if key not in cfg.model:
             raise ConfigError(f"model.{key} is missing: model._target_={cfg.model._target_} needs it "

@@ -25,7 +25,10 @@ exactly.
 Output. Up to GRID_MAX images go to a PNG grid by default; more (`genlab sample n=10000`, e.g. for a
 Fréchet distance) go to a NumPy archive `.npz` holding `images`, uint8 N×H×W×C in generation
 order: a grid of thousands of images is too large to look at, and metrics want the pixels.
-`out=` picks either by its suffix. Images are generated `batch_size` at a time from latents drawn
+`out=` picks either by its suffix. A model whose samples are clips (`clips`, genlab/models/base.py)
+writes, for a .png, an animated GIF beside it (same name, .gif: frame t shows frame t of every clip,
+laid out as the grid would be) and makes the PNG a film strip (one clip per row, its frames left to
+right); its .npz holds `images` as uint8 N×T×H×W×C. Images are generated `batch_size` at a time from latents drawn
 up front (the same latents whatever the batch size), so memory stays bounded; the .npz is written
 batch by batch. stderr gets the generation rate in images per second (the networks' time only).
 Sizes whose latents and images cannot fit in memory, or whose .npz cannot fit on its disk, are
@@ -252,7 +255,14 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
         check_sizes(model, mode, n, steps, batch_size, out_path)
     z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed), latent)
     rate = Rate(generate(model, z, labels, batch_size))
-    if suffix == ".png":
+    if suffix == ".png" and model.clips:  # clips (genlab/models/base.py): a GIF beside a film strip
+        clips = torch.cat(list(rate))
+        gif_path = out_path.with_suffix(".gif")
+        write(gif_path, lambda path: images.write_gif(images.clip_grids(clips, per_row), path))
+        print(gif_path)
+        picture = images.film_strip(clips)
+        write(out_path, lambda path: images.write_png(picture, path))
+    elif suffix == ".png":
         picture = images.grid(torch.cat(list(rate)), per_row)
         write(out_path, lambda path: images.write_png(picture, path))
     else:

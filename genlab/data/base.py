@@ -9,7 +9,10 @@ caches call it. Every key of that YAML is the dataset's own: it checks them in `
 What a dataset provides (class methods: they take the plain `dataset` config section, and the
 shape, classes and checks need nothing loaded):
 
-    image_shape(d)    (channels, height, width) of its images at these settings
+    image_shape(d)    (channels, height, width) of its images at these settings; a dataset of clips
+                      (issue 30) gives (frames, channels, height, width), its ImageData.images
+                      returns N×T×C×H×W, and only families with `clips` (genlab/models/base.py)
+                      train on it
     num_classes(d)    how many classes its labels take (1: unlabelled)
     load(d)           the images of the configured split, an ImageData (genlab/data/batches.py):
                       uint8 images and integer labels by index, as stored (never binarized)

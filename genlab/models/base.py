@@ -10,6 +10,14 @@ declare top-level shorthands that only this family reads (configs/model/vae.yaml
 What a family provides:
 
     num_classes       None (unconditional) or the number of classes its decode takes
+    clips             class attribute: whether its samples have a time axis. False (default):
+                      image_shape is (C, H, W) and decode returns images (N, C, H, W). True:
+                      image_shape is (T, C, H, W), decode returns clips (N, T, C, H, W) in [0, 1],
+                      it trains on datasets of clips only (genlab/data/base.py; config validation
+                      refuses other pairings), and `genlab sample` writes an animated GIF (one
+                      frame per time step, every clip in a grid) and a PNG film strip (one clip a
+                      row). Grown once for video (issue 30), so that nothing outside a family asks
+                      which family it holds to know whether its samples move.
     conditional       class attribute: whether decode takes labels (num_classes then comes from
                       the dataset); the metrics that need classes read it before a model exists
     required_keys     keys its `model` section must hold, checked (one line each) before its
@@ -78,6 +86,7 @@ class GenerativeModel:
 
     num_classes: int | None = None
     conditional: bool = False
+    clips: bool = False
     likelihood: str | None = None
     binary_likelihood: bool = False
     directions_title: str = "latent dimensions"

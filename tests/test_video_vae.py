@@ -1,0 +1,145 @@
+"""model=video_vae (genlab/models/video_vae.py) on dataset=moving_mnist: it trains, resumes bit for
+bit, and `genlab sample` writes an animated GIF and a film strip; clips and still images do not mix."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA, genlab
+from PIL import Image
+from test_resume import assert_same, logged, training_state
+
+from genlab.checks import ConfigError
+from genlab.compose import compose_jobs
+from genlab.config import validate_train
+from genlab.data.batches import Batch
+from genlab.images import PADDING
+from genlab.models.video_vae import VideoVAE
+from genlab.train import train
+
+FRAMES, SIZE = 6, 16
+MODEL = {"static_dim": 3, "dynamic_dim": 2, "hidden": 16, "width": 8, "beta": 1.0, "lr": 1e-3, "betas": [0.9, 0.999],
+         "name": "video_vae"}
+OPTIMIZER = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
+
+needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs shared/data/MNIST")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(SHARED_DATA / "MNIST" / "raw", root / "MNIST" / "raw")  # torchvision unpacks here
+    return root
+
+
+def tiny(root) -> list[str]:
+    return ["dataset=moving_mnist", "model=video_vae", f"dataset.root={root}", f"dataset.image_size={SIZE}",
+            f"dataset.frames={FRAMES}", "model.width=8", "model.hidden=16", "model.static_dim=3", "model.dynamic_dim=2",
+            "trainer.batch_size=4", "trainer.log_every=2", "trainer.sample_every=2", "trainer.ckpt_every=2",
+            "trainer.grid_size=4", "trainer.final_images=8", "hardware=cpu", "hardware.threads=1"]
+
+
+def model() -> VideoVAE:
+    torch.manual_seed(0)
+    return VideoVAE(MODEL, OPTIMIZER, (FRAMES, 1, SIZE, SIZE), 1, torch.device("cpu"))
+
+
+def test_decode_is_a_deterministic_function_of_the_latent_whose_parts_split_digits_and_path():
+    vae = model()
+    vae.train(False)
+    z = vae.prior(3, torch.Generator().manual_seed(0))
+    assert z.shape == (3, 3 + FRAMES * 2)
+    clips = vae.decode(z)
+    assert clips.shape == (3, FRAMES, 1, SIZE, SIZE) and 0 <= clips.min() and clips.max() <= 1
+    assert torch.equal(clips, vae.decode(z.clone()))
+    # The static part is the same code in every frame; the motion noise only feeds z_t from frame t on.
+    later = z.clone()
+    later[:, 3 + 2 * (FRAMES - 1):] += 1.0                  # the last frame's noise only
+    changed = (vae.decode(later) - clips).abs().flatten(2).amax(2)
+    assert (changed[:, : FRAMES - 1] == 0).all() and (changed[:, -1] > 0).all()
+
+
+def test_a_training_step_on_one_batch_lowers_the_loss():
+    vae = model()
+    clips = torch.rand(4, FRAMES, 1, SIZE, SIZE).round()
+    torch.manual_seed(1)
+    first = vae.train_step(Batch(clips, torch.zeros(4, dtype=torch.long)))
+    for _ in range(30):
+        last = vae.train_step(Batch(clips, torch.zeros(4, dtype=torch.long)))
+    assert set(first) >= {"recon_nats", "kl_static_nats", "kl_motion_nats", "neg_elbo_nats", "neg_elbo_nats_per_frame"}
+    assert float(last["loss_nats"]) < float(first["loss_nats"])
+    assert float(first["neg_elbo_nats_per_frame"]) == pytest.approx(float(first["neg_elbo_nats"]) / FRAMES)
+    # −ELBO per clip: the summed BCE of FRAMES·SIZE² pixels (≈ log 2 each at the start) plus the KLs
+    assert float(first["recon_nats"]) == pytest.approx(FRAMES * SIZE * SIZE * np.log(2), rel=0.1)
+
+
+@needs_mnist
+def test_resumed_run_equals_uninterrupted_run(tmp_path, data_root):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+
+    def compose(*overrides):
+        return compose_jobs("train", [*tiny(data_root), *overrides], False)[0]
+
+    train(compose("trainer.max_steps=6"), straight)
+    train(compose("trainer.max_steps=3"), split)
+    assert train(compose("trainer.max_steps=6", f"resume={split}"), split)["step"] == 6
+    assert_same(training_state(straight / "checkpoints" / "last.pt"), training_state(split / "checkpoints" / "last.pt"))
+    expected, got = logged(straight), logged(split)
+    assert "train/neg_elbo_nats_per_frame" in expected and got.keys() == expected.keys()
+    for tag, points in expected.items():
+        assert [p for p in got[tag] if p[0] != 3] == points, tag
+    for png in (straight / "samples").iterdir():
+        assert (split / "samples" / png.name).read_bytes() == png.read_bytes(), png.name
+
+
+@needs_mnist
+def test_the_cli_trains_and_sample_writes_a_gif_and_a_film_strip(tmp_path, data_root):
+    result = genlab("train", *tiny(data_root), "trainer.max_steps=2", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"video_vae on moving_mnist/train ({FRAMES}, 1, {SIZE}, {SIZE})" in result.stdout + result.stderr
+    strip = Image.open(tmp_path / "run" / "samples" / "step_0000002_samples.png")   # the logged film strip
+    assert strip.size == (FRAMES * (SIZE + PADDING) + PADDING, 8 * (SIZE + PADDING) + PADDING)
+
+    result = genlab("sample", "ckpt=run", "n=6", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    gif_path, png_path = (tmp_path / line for line in result.stdout.split())
+    assert gif_path.suffix == ".gif" and png_path.suffix == ".png"
+    gif = Image.open(gif_path)
+    assert gif.n_frames == FRAMES and gif.info["loop"] == 0
+    assert gif.size == (3 * (SIZE + PADDING) + PADDING, 2 * (SIZE + PADDING) + PADDING)   # 6 clips, 3 a row
+    frames = []
+    for t in range(FRAMES):
+        gif.seek(t)
+        frames.append(np.asarray(gif.convert("L")))
+    strip = np.asarray(Image.open(png_path).convert("L"))
+    assert strip.shape == (6 * (SIZE + PADDING) + PADDING, FRAMES * (SIZE + PADDING) + PADDING)
+    # Clip 4 (row 1, column 1 of the GIF's grid) at frame t is row 4, column t of the film strip.
+    cell = lambda image, row, col: image[PADDING + row * (SIZE + PADDING):][:SIZE, PADDING + col * (SIZE + PADDING):][:, :SIZE]
+    for t in range(FRAMES):
+        assert np.array_equal(cell(frames[t], 1, 1), cell(strip, 4, t))
+    again = genlab("sample", "ckpt=run", "n=6", "out=again.png", cwd=tmp_path)
+    assert again.returncode == 0 and (tmp_path / "again.gif").read_bytes() == gif_path.read_bytes()
+
+    result = genlab("sample", "ckpt=run", "n=3", "out=clips.npz", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(tmp_path / "clips.npz")["images"].shape == (3, FRAMES, SIZE, SIZE, 1)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model=vae", "dataset=moving_mnist"], "model=vae is not allowed with dataset=moving_mnist: the model generates "
+     "still images and the dataset holds clips; pick a model and a dataset of the same kind"),
+    (["model=video_vae", "dataset=shapes"], "model=video_vae is not allowed with dataset=shapes: the model generates "
+     "clips and the dataset holds still images; pick a model and a dataset of the same kind"),
+    (["model=video_vae", "dataset=moving_mnist", "dataset.frames=1"],
+     "dataset.frames=1 is not allowed with model=video_vae: its motion prior needs clips of at least 2 frames"),
+    (["model=video_vae", "dataset=moving_mnist", "model.static_dim=0"],
+     "model.static_dim=0 is not allowed: expected an integer >= 1"),
+])
+def test_clips_and_still_images_do_not_mix(overrides, message):
+    (cfg,) = compose_jobs("train", overrides, multirun=False)
+    with pytest.raises(ConfigError) as raised:
+        validate_train(cfg)
+    assert str(raised.value) == message
