@@ -92,6 +92,14 @@ def gif_bytes(frames: Iterable[torch.Tensor], frame_ms: int = GIF_FRAME_MS) -> b
     return buffer.getvalue()
 
 
+def sample_bytes(sample: torch.Tensor) -> tuple[bytes, str]:
+    """One sample in [0, 1] as file bytes and their MIME type: an image (C, H, W) as a PNG, a clip
+    (T, C, H, W) as a looping GIF of its frames (what `genlab explore` shows)."""
+    if sample.dim() == 4:
+        return gif_bytes(sample.unbind(0)), "image/gif"
+    return png_bytes(sample), "image/png"
+
+
 def clip_grids(clips: torch.Tensor, per_row: int) -> list[torch.Tensor]:
     """Clips (N, T, C, H, W) in [0, 1] → T grids: grid t shows frame t of every clip, per_row a row."""
     return [grid(clips[:, t], per_row) for t in range(clips.shape[1])]

@@ -143,3 +143,99 @@ def test_clips_and_still_images_do_not_mix(overrides, message):
     with pytest.raises(ConfigError) as raised:
         validate_train(cfg)
     assert str(raised.value) == message
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory, data_root):
+    """A tiny video_vae checkpoint (2 steps) behind a running explore server: (url, ckpt)."""
+    import threading
+
+    from genlab.explore.server import Explorer, ExploreServer
+
+    run = tmp_path_factory.mktemp("explore") / "run"
+    overrides = [*tiny(data_root), "trainer.max_steps=2"]
+    train(compose_jobs("train", overrides, False)[0], run, overrides)
+    server = ExploreServer(Explorer(run / "checkpoints" / "last.pt", log=lambda line: None), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.url, run / "checkpoints" / "last.pt"
+    server.shutdown()
+
+
+def gif_frames(b64: str) -> list[np.ndarray]:
+    import base64
+    import io
+
+    gif = Image.open(io.BytesIO(base64.b64decode(b64)))
+    assert gif.format == "GIF"
+    frames = []
+    for t in range(gif.n_frames):
+        gif.seek(t)
+        frames.append(np.asarray(gif.convert("L")).astype(int))
+    return frames
+
+
+@needs_mnist
+def test_explore_serves_clips_whose_static_and_motion_sliders_move_different_things(explorer):
+    from test_explore import call
+
+    url, _ = explorer
+    status, info = call(url + "api/info")
+    assert status == 200 and info["mime"] == "image/gif" and info["image_shape"] == [FRAMES, 1, SIZE, SIZE]
+    names = [d["name"] for d in info["directions"]]
+    assert [n.split()[0] for n in names[:10]] == ["static"] * 3 + ["motion"] * 7   # static_dim=3: all three, then motion
+    status, answer = call(url + "api/decode", {"seed": 3})
+    assert status == 200 and len(gif_frames(answer["images"][0])) == FRAMES and answer["ms"] > 0
+    z = np.array(answer["latents"][0])
+    static = np.array(info["directions"][0]["vector"])
+    last_motion = np.zeros_like(z)
+    last_motion[3 + 2 * (FRAMES - 1)] = 1.0                       # ε of the last frame
+    status, moved = call(url + "api/decode", {"latents": [z.tolist(), (z + 3 * static).tolist(),
+                                                          (z + 3 * last_motion).tolist()]})
+    assert status == 200
+    base, by_static, by_motion = (gif_frames(b64) for b64 in moved["images"])
+    assert sum(np.abs(a - b).sum() > 0 for a, b in zip(base, by_static)) == FRAMES      # every frame's digits
+    assert [int(np.abs(a - b).sum() > 0) for a, b in zip(base, by_motion)] == [0] * (FRAMES - 1) + [1]  # from t on
+
+
+READ_FRAME = """
+const img = document.getElementById('current');
+const canvas = document.createElement('canvas');
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+const context = canvas.getContext('2d');
+context.drawImage(img, 0, 0);
+return [img.src.slice(0, 21), img.naturalWidth, Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data)];
+"""
+
+
+@needs_mnist
+def test_headless_chromium_plays_the_clip_and_a_slider_changes_it(explorer):
+    import time
+
+    from test_explore import browser, wait_for
+
+    url, _ = explorer
+    driver = browser()
+    try:
+        driver.get(url)
+        wait_for(lambda: driver.execute_script("return window.explorer.stats.frames > 0 "
+                                               "&& document.getElementById('current').complete"))
+        kind, width, first = driver.execute_script(READ_FRAME)
+        assert kind == "data:image/gif;base64" and width == SIZE
+        # The clip plays in a loop: screenshots of the shown picture change within two loops (a canvas
+        # cannot tell: drawImage of an animated image draws its first frame, by the HTML spec).
+        from selenium.webdriver.common.by import By
+
+        current = driver.find_element(By.ID, "current")
+        seen, deadline = {current.screenshot_as_png}, time.monotonic() + 2 * FRAMES * 0.1 + 5
+        while len(seen) < 3 and time.monotonic() < deadline:
+            seen.add(current.screenshot_as_png)
+            time.sleep(0.03)
+        assert len(seen) >= 3
+        src = driver.execute_script("return document.getElementById('current').src")
+        driver.execute_script("const s = document.querySelector('#sliders input'); "
+                              "s.value = Number(s.value) > 0 ? -2.5 : 2.5; s.dispatchEvent(new Event('input'));")
+        wait_for(lambda: driver.execute_script("return document.getElementById('current').src") != src)
+        assert "ms/image" in driver.execute_script("return document.getElementById('stats').textContent")
+        assert driver.execute_script("return document.getElementById('error').textContent") == ""
+    finally:
+        driver.quit()

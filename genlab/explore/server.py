@@ -12,7 +12,7 @@ Routes (nothing else is served; no request names a file):
                        {"latents": [[…], …], "labels": […]} latents as flat lists (labels: cgan)
                        {"slerp": {"a": […], "b": […], "t": [t…]}, "labels": […]}   points on the
                           great circle from a to b (genlab.sample.slerp, as `mode=interpolate`)
-                       → {"images": [PNG as base64…], "latents": [[float32…]], "labels", "ms",
+                       → {"images": [PNG as base64…; a GIF for a model of clips], "latents": [[float32…]], "labels", "ms",
                           "command": the `genlab sample` command that writes images[0]}
     POST /api/encode   {"index": i}   the posterior mean of real image i (models with an encoder)
 
@@ -63,7 +63,8 @@ class BadRequest(Exception):
 
 
 def _b64png(image: torch.Tensor) -> str:
-    return base64.b64encode(images.png_bytes(image)).decode("ascii")
+    """An image as a base64 PNG; a clip (T, C, H, W) as a base64 looping GIF (info's `mime` says which)."""
+    return base64.b64encode(images.sample_bytes(image)[0]).decode("ascii")
 
 
 def _float32_text(value: float) -> str:
@@ -138,6 +139,7 @@ class Explorer:
         axis_aligned = bool(((flat != 0).sum(1) == 1).all())
         return {
             "kind": self.model.kind, "checkpoint": str(self.ckpt), "image_shape": list(self.model.image_shape),
+            "mime": "image/gif" if self.model.clips else "image/png",  # a clip plays as a looping GIF
             "latent_size": self.size, "classes": self.class_names, "encoder": self.has_encoder,
             "directions": [{"name": n, "vector": v} for n, v in zip(self.direction_names, flat.tolist())],
             # the raw coordinates get sliders of their own unless the directions already are coordinates

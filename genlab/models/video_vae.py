@@ -143,6 +143,18 @@ class VideoVAE(GenerativeModel):
         noise = latents[:, self.static_dim :].reshape(-1, self.frames, self.dynamic_dim)
         return torch.sigmoid(self.render(static, self.rollout(static, noise)))
 
+    def directions(self, count: int, generator: torch.Generator,
+                   images: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """Latent coordinates for `genlab explore`'s sliders, named by what they move: the static
+        coordinates s[i] (the digits: the same code in every frame) and the motion noise ε_t[d] (the
+        path). The first ten (those the page shows unfolded) are five of each; the rest follow in order."""
+        static = [(i, f"static s[{i}] (digits)") for i in range(self.static_dim)]
+        motion = [(self.static_dim + t * self.dynamic_dim + d, f"motion ε{t + 1}[{d}] (path)")
+                  for t in range(self.frames) for d in range(self.dynamic_dim)]
+        order = static[:5] + motion[:5] + static[5:] + motion[5:]
+        chosen = order[:count]
+        return torch.eye(self.latent_size)[[i for i, _ in chosen]], [name for _, name in chosen]
+
     @torch.no_grad()
     def reconstruct(self, clips: torch.Tensor) -> torch.Tensor:
         """The decoded posterior means of clips in [0, 1]."""
