@@ -26,7 +26,7 @@ from genlab.training.checkpoint import CheckpointError, load_checkpoint
 # A case that must import torch (loading a checkpoint, the nets' size rule) costs ~3 s of CPU, so
 # the table has one per kind of check; test_unusable_checkpoint covers the other files in-process.
 CASES = {
-    "unknown model": ("train model=nope", "model=nope is not an option: choose model= one of cgan, diffusion, gan, vae"),
+    "unknown model": ("train model=nope", "model=nope is not an option: choose model= one of cgan, diffusion, gan, vae, video_vae"),
     "unknown dataset": ("train dataset=nope", "dataset=nope is not an option"),
     "unknown optimizer": ("train optimizer=nope", "optimizer=nope is not an option: choose optimizer= one of"),
     "unknown hardware": ("train hardware=tpu", "hardware=tpu is not an option: choose hardware= one of"),
