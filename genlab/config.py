@@ -13,8 +13,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.checks import ConfigError, is_number, memory_budget, require, require_fits
-from genlab.compose import config_dir  # noqa: F401  (the configs' folder, for the Hydra apps)
-from genlab.errors import UserError
 from genlab.training.checkpoint import refuse_overwrite
 
 

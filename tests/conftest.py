@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,23 @@ def tiny_run(tmp_path):
     result = genlab("train", *TINY, "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return tmp_path / "run"
+
+
+@contextlib.contextmanager
+def explorer_api(ckpt: Path):
+    """`genlab explore`'s server on a checkpoint, in this process: yields call(path, body=None) → JSON."""
+    from genlab.explore.server import Explorer, ExploreServer
+
+    server = ExploreServer(Explorer(ckpt, log=lambda line: None), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def call(path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        with urllib.request.urlopen(urllib.request.Request(server.url + path, data=data), timeout=60) as response:
+            return json.loads(response.read())
+
+    try:
+        yield call
+    finally:
+        server.shutdown()
+        server.server_close()

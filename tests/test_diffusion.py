@@ -10,12 +10,11 @@ import copy
 import functools
 import io
 import math
-import threading
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, explorer_api
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -316,22 +315,12 @@ def test_sample_grid_interpolation_and_latent_through_the_interface(tiny_run, tm
 
 
 def test_explore_serves_the_pixels_genlab_sample_writes(tiny_run, tmp_path):
-    import json
     import shlex
-    import urllib.request
 
-    from genlab.explore.server import Explorer, ExploreServer
     from genlab.images import PADDING
     from genlab.sample import sample
 
-    server = ExploreServer(Explorer(tiny_run, log=lambda line: None), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        def call(path, body=None):
-            data = None if body is None else json.dumps(body).encode()
-            with urllib.request.urlopen(urllib.request.Request(server.url + path, data=data), timeout=60) as r:
-                return json.loads(r.read())
-
+    with explorer_api(tiny_run) as call:
         info = call("api/info")
         assert info["latent_size"] == 256
         latent = torch.randn(256, generator=torch.Generator().manual_seed(1)).mul(1.3).tolist()
@@ -344,8 +333,6 @@ def test_explore_serves_the_pixels_genlab_sample_writes(tiny_run, tmp_path):
         served = pixels(base64.b64decode(answer["images"][0]))
         np.testing.assert_array_equal(served, pixels(written.read_bytes())[PADDING:-PADDING, PADDING:-PADDING])
         assert served.std() > 0
-    finally:
-        server.shutdown()
 
 
 # -- config checks ----------------------------------------------------------------------------------

@@ -5,12 +5,11 @@ test_resume.py and test_explore.py."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 import torch
-from conftest import TINY, genlab
+from conftest import TINY, explorer_api, genlab
 from test_gan import batch, composed, make
 
 from genlab.config import validate_train
@@ -137,28 +136,17 @@ def test_explore_serves_an_infogan_cr_cgan_through_the_model_interface(tmp_path)
     import base64
     import io
     import shlex
-    import threading
-    import urllib.request
-
     import numpy as np
     from PIL import Image
 
     from genlab.compose import compose_jobs
-    from genlab.explore.server import Explorer, ExploreServer
     from genlab.images import PADDING
     from genlab.train import train
 
     # a large learning rate: two updates from the initial weights (N(0, 0.02²)) make z visible in 8-bit pixels
     overrides = [*TINY, "model=cgan", "model.arch=infogan_cr", "noise_dim=8", "trainer.max_steps=2", "model.lr=0.05"]
     train(compose_jobs("train", overrides, False)[0], tmp_path / "run", overrides)
-    server = ExploreServer(Explorer(tmp_path / "run" / "checkpoints" / "last.pt", log=lambda line: None), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        def call(path, body=None):
-            data = None if body is None else json.dumps(body).encode()
-            with urllib.request.urlopen(urllib.request.Request(server.url + path, data=data), timeout=60) as response:
-                return json.loads(response.read())
-
+    with explorer_api(tmp_path / "run" / "checkpoints" / "last.pt") as call:
         info = call("api/info")
         first = info["directions"][0]
         assert first["name"].startswith("PC0 ") and len(first["vector"]) == info["latent_size"] == 8
@@ -172,5 +160,3 @@ def test_explore_serves_an_infogan_cr_cgan_through_the_model_interface(tmp_path)
         assert result.returncode == 0, result.stderr
         written = np.asarray(Image.open(tmp_path / words[-1].split("=", 1)[1]).convert("L"))
         np.testing.assert_array_equal(written[PADDING:-PADDING, PADDING:-PADDING], images[1])
-    finally:
-        server.shutdown()
