@@ -128,6 +128,10 @@ def test_the_cli_trains_and_sample_writes_a_gif_and_a_film_strip(tmp_path, data_
     assert result.returncode == 0, result.stderr[-3000:]
     assert np.load(tmp_path / "clips.npz")["images"].shape == (3, FRAMES, SIZE, SIZE, 1)
 
+    refused = genlab("eval", "ckpt=run", cwd=tmp_path)  # no metric reads clips yet: one line, nothing written
+    assert refused.returncode != 0 and "no metrics for a model of clips" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "checkpoints" / "eval.json").exists()
+
 
 @pytest.mark.parametrize("overrides, message", [
     (["model=vae", "dataset=moving_mnist"], "model=vae is not allowed with dataset=moving_mnist: the model generates "

@@ -295,6 +295,9 @@ def applicable(model, dataset: type) -> list[str]:
 def check_fits(names: list[str], model, dataset: type, dataset_name: str) -> None:
     """UserError for the first metric of `names` that the model or the dataset cannot give."""
     kind = model.__name__ if isinstance(model, type) else model.kind
+    if getattr(model, "clips", False):  # every metric here reads still images
+        raise UserError(f"genlab eval has no metrics for a model of clips ({kind}) yet: watch its samples with "
+                        "genlab sample ckpt=<it> (an animated GIF) or genlab explore ckpt=<it>")
     for name in names:
         metric = METRICS[name]
         if not _fits_model(metric, model):
