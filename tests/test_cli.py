@@ -52,6 +52,8 @@ def test_every_config_group_option_composes_and_validates(group):
         overrides = [f"{group}={option}"]
         if group == "model" and option == "cgan":
             overrides.append("dataset=shapes")
+        if option in ("video_vae", "moving_mnist"):  # a model of clips and a dataset of clips go together
+            overrides.append("dataset=moving_mnist" if group == "model" else "model=video_vae")
         (cfg,) = compose_jobs("train", overrides, multirun=False)
         if cfg.hardware.device == "cuda" and not torch.cuda.is_available():
             with pytest.raises(ConfigError, match="hardware.device=cuda is not available"):

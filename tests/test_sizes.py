@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from genlab import checks
 from genlab.checks import ConfigError, require_fits
 from genlab.compose import compose_jobs
-from genlab.metrics import evaluation, progress
+from genlab.metrics import evaluation, likelihood, progress
 from genlab.sample import sample
 from genlab.train import train
 
@@ -129,6 +129,7 @@ def test_a_long_evaluation_shows_progress_and_its_expected_time(ckpt, tmp_path, 
             evaluation.evaluate(tmp_path / "checkpoints" / "last.pt", settings, ["nll"], torch.device("cpu"))
         return [r.getMessage() for r in caplog.records]
 
+    monkeypatch.setattr(likelihood, "DECODE_BATCH", 2)  # the decoder's batch as the eval's: k passes of one image
     lines = evaluate()  # one image a batch (batch_size // k): ten batches, a line per tenth
     assert [line for line in lines if line.startswith("nll (k=2): ")][-1] == "nll (k=2): 10/10"
     assert not any("expected ~" in line for line in lines)  # under a minute: no estimate

@@ -85,13 +85,15 @@ DECODE_BATCH = 4096
 
 @torch.no_grad()  # not inference_mode: a model may convert its weights inside (VAE.log_likelihood) and train on
 def nll_bounds(model, images: torch.Tensor, k: int, generator: torch.Generator, max_batch: int,
-               progress=None, decode_batch: int = DECODE_BATCH) -> dict[str, float]:
+               progress=None, decode_batch: int | None = None) -> dict[str, float]:
     """Mean negative ELBO and IWAE NLL bound over `images` (N, C, H, W in [0, 1]), nats per image.
 
     The draws are those of `draw_noise(…, max_batch, max(1, max_batch // k))`, whatever `decode_batch` is: images go
     through the decoder max(1, decode_batch // k) at a time (at most decode_batch passes a call, as
-    many as memory allows), `progress(count)` called with the number of images in each such group.
+    many as memory allows; default DECODE_BATCH), `progress(count)` called with the number of images
+    in each such group.
     """
+    decode_batch = decode_batch or DECODE_BATCH
     per_group = max(1, max(decode_batch, max_batch) // k)
     per_batch = max(1, max_batch // k)
     per_group = max(per_batch, per_group - per_group % per_batch)  # whole reference groups: the same draws
