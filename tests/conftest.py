@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs shared/data/MNIST")
 
 # Small enough that a run takes about a second after start-up.
 TINY = [
@@ -63,3 +65,11 @@ def explorer_api(ckpt: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A dataset root holding a copy of shared/data's MNIST (torchvision unpacks the archives beside them)."""
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(SHARED_DATA / "MNIST" / "raw", root / "MNIST" / "raw")
+    return root

@@ -4,26 +4,16 @@ the configured shape, and one-line errors for bad keys."""
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
-from conftest import SHARED_DATA, genlab
+from conftest import genlab, needs_mnist
 
 from genlab.checks import ConfigError
 from genlab.compose import compose_jobs
 from genlab.config import validate_train
 from genlab.data import build_dataset
 from genlab.data.moving_mnist import DIGIT, RANGE, STEP, TEST_CLIPS, paste, trajectories
-
-needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs shared/data/MNIST")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    shutil.copytree(SHARED_DATA / "MNIST" / "raw", root / "MNIST" / "raw")  # torchvision unpacks here
-    return root
 
 
 def section(root, **keys) -> dict:

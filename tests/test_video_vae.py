@@ -4,12 +4,11 @@ bit, and `genlab sample` writes an animated GIF and a film strip; clips and stil
 from __future__ import annotations
 
 import re
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, genlab
+from conftest import genlab, needs_mnist
 from PIL import Image
 from test_resume import assert_same, logged, training_state
 
@@ -25,15 +24,6 @@ FRAMES, SIZE = 6, 16
 MODEL = {"static_dim": 3, "dynamic_dim": 2, "hidden": 16, "width": 8, "beta": 1.0, "lr": 1e-3, "betas": [0.9, 0.999],
          "name": "video_vae"}
 OPTIMIZER = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
-
-needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="needs shared/data/MNIST")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    shutil.copytree(SHARED_DATA / "MNIST" / "raw", root / "MNIST" / "raw")  # torchvision unpacks here
-    return root
 
 
 def tiny(root) -> list[str]:
