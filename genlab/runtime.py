@@ -20,28 +20,26 @@ _BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP1
               "AVX10_1_512_AMX_FP16", "AVX10_2_512_AMX_2")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux lists them (/proc/cpuinfo); empty elsewhere."""
+def _cpuinfo(field: str) -> str | None:
+    """The first `field : value` line of /proc/cpuinfo (Linux), or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them; empty elsewhere."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), or platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 @functools.cache
