@@ -22,7 +22,11 @@ shape, classes and checks need nothing loaded):
     factor_names      names of its ground-truth factors of variation, one column each of
                       `ImageData.factors(index)`; () when it has none (mig needs them)
     provides          what else metrics may ask of it, beyond factors (e.g. "dsprites": every
-                      image is genlab's procedural dSprites rendering of its index)
+                      image is genlab's procedural dSprites rendering of its index; "objects": it
+                      answers `objects`)
+    objects(d)        a dataset of clips whose frames show a fixed number of objects of known size
+                      and classes (issue 30): an `Objects`, what genlab/metrics/video.py needs to
+                      find and name the objects of a generated clip without knowing the dataset
     binarizable       whether dataset.binarize may be dynamic or static (grayscale images whose
                       grey levels are probabilities); every YAML has the `binarize` key
     validate(cfg)     one-line ConfigError for a bad value of its own keys (cfg: the whole run;
@@ -33,9 +37,22 @@ shape, classes and checks need nothing loaded):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig
 
 from genlab.data.batches import ImageData
+
+
+@dataclass(frozen=True)
+class Objects:
+    """What a dataset of clips says of the objects in its frames (`Dataset.objects`)."""
+
+    count: int        # objects in every frame
+    size_px: float    # side of each object's square box at the clip's image size; an object's centre
+                      # of mass sits at the centre of its box, so centres stay size_px / 2 from the edges
+    classes: dict     # the plain config section of a still-image dataset of such objects, labelled
+                      # by class: the classifier that names them is trained on it
 
 
 class Dataset:
@@ -61,6 +78,11 @@ class Dataset:
     def reference(cls, dataset: dict, split: str) -> ImageData:
         """The `split` ("train" or "test") that metrics compare a model's images with."""
         return cls.load({**dataset, "split": split, "binarize": "none"})
+
+    @classmethod
+    def objects(cls, dataset: dict) -> Objects:
+        """The objects in its frames (only datasets that provide "objects")."""
+        raise NotImplementedError
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:

@@ -24,6 +24,11 @@ has TRAIN_CLIPS clips (an epoch order over them, as for any dataset).
 Items are clips: `image_shape` is (frames, 1, S, S) and `images(index)` returns N×T×1×S×S uint8
 (the contract's shape of a clip dataset, genlab/data/base.py). Labels are 0 (unlabelled clips);
 `digit_labels(index)` gives each clip's digit classes, for measures of identity.
+
+Objects (`objects`, for the clip metrics of genlab/metrics/video.py): `digits` per frame, each in a
+box of 28·S/64 px (14 at 32 px) in which MNIST centres the digit's centre of mass (LeCun et al.'s
+preprocessing: the 20 px digit placed by its centre of mass in the 28 px image), named by a
+classifier trained on dataset=mnist (configs/dataset/mnist.yaml, read from the same root).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import math
 import torch
 
 from genlab.checks import ConfigError, require
-from genlab.data.base import Dataset, require_files_keys
+from genlab.data.base import Dataset, Objects, require_files_keys
 from genlab.data.batches import ImageData, derived_seed
 
 CANVAS = 64                   # px, the generator's canvas
@@ -133,6 +138,7 @@ class MovingMNIST(Dataset):
     """The contract (genlab/data/base.py) for Moving MNIST: configs/dataset/moving_mnist.yaml."""
 
     binarizable = True  # grey levels are ink probabilities, as in MNIST; static is refused in validate
+    provides = frozenset({"objects"})
 
     @classmethod
     def image_shape(cls, dataset: dict) -> tuple[int, int, int, int]:
@@ -149,6 +155,18 @@ class MovingMNIST(Dataset):
         clips = TEST_CLIPS if split == "test" else TRAIN_CLIPS
         return MovingMNISTClips(digit_images, digit_labels, clips, dataset["frames"], dataset["digits"],
                                 dataset["image_size"], dataset["seed"], split)
+
+    @classmethod
+    def objects(cls, dataset: dict) -> Objects:
+        from pathlib import Path
+
+        from omegaconf import OmegaConf
+
+        from genlab.compose import config_dir
+
+        still = OmegaConf.load(Path(config_dir()) / "dataset" / "mnist.yaml")
+        still.merge_with({"root": dataset["root"], "download": dataset["download"], "split": "train", "binarize": "none"})
+        return Objects(dataset["digits"], DIGIT * dataset["image_size"] / CANVAS, OmegaConf.to_container(still, resolve=True))
 
     @classmethod
     def validate(cls, cfg) -> None:

@@ -3,7 +3,8 @@
 For an image x and k draws zᵢ = μ(x) + σ(x)·εᵢ, εᵢ ~ N(0, I), from the encoder q(z|x), the log
 importance weights are
 
-    log wᵢ = log p(x|zᵢ) + log p(zᵢ) − log q(zᵢ|x)       p(z) = N(0, I),  log p(x|z) = −recon_nats
+    log wᵢ = log p(x|zᵢ) + log p(zᵢ) − log q(zᵢ|x)       p(z) = N(0, I) unless the model's
+                                                        log_prior says another,  log p(x|z) = −recon_nats
 
     ELBO (Kingma & Welling 2014):              L₁ = (1/k) Σᵢ log wᵢ          (unbiased for the ELBO)
     IWAE bound (Burda, Grosse & Salakhutdinov  L_k = log (1/k) Σᵢ wᵢ = logsumexp(log w) − log k
@@ -50,7 +51,8 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
     """log wᵢ (N, k) in float64 for images x (N, …), with the draws of `draw_noise(…, max_batch, per_batch)`
     and at most `decode_batch` (default: max_batch) decoder passes at a time.
 
-    `model` needs posterior(x) → (μ, log σ²) and log_likelihood(z, x) → log p(x|z) per image: the
+    `model` needs posterior(x) → (μ, log σ²), log_likelihood(z, x) → log p(x|z) per image and
+    log_prior(z) → log p(z) per latent (N(0, I) unless the family's prior is another): the
     likelihood interface of genlab.models.base.GenerativeModel.
     """
     mu, logvar = (t.double() for t in model.posterior(x))
@@ -59,7 +61,7 @@ def log_importance_weights(model, x: torch.Tensor, k: int, generator: torch.Gene
     log_norm = 0.5 * latent_dim * math.log(2 * math.pi)
     eps = draw_noise(n, k, latent_dim, generator, max_batch, per_batch).to(mu.device)
     z = mu[:, None] + std[:, None] * eps
-    log_pz = -0.5 * z.square().sum(-1) - log_norm
+    log_pz = model.log_prior(z.flatten(0, 1)).double().view(n, k)
     log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True) - log_norm
     z = z.flatten(0, 1).to(x.dtype)  # row i·k + j: image i, draw j
     passes = decode_batch or max_batch

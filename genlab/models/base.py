@@ -36,6 +36,23 @@ What a family provides:
                       the name of p(x|z) recorded in eval.json, and `binary_likelihood`, whether
                       p(x|z) is a distribution over binary images only (then grey test images
                       get a note)
+    log_prior(z)      log p(z) per latent in nats (N,), for latents of the likelihood interface;
+                      default N(0, I). Grown for clips (issue 30): the video family's motion
+                      latents have a learned recurrent prior p(z_t | z_<t), which the fixed N(0, I)
+                      the nll metric assumed cannot express, and neither posterior nor
+                      log_likelihood can carry it without computing something other than their
+                      names say. The likelihood interface's latents are the z of p(z) and q(z|x);
+                      they are prior()'s latents where p(z) = N(0, I) (the VAE), and not
+                      necessarily elsewhere (the video family's decode reaches z from N(0, I) noise
+                      through its learned prior)
+    continue_clips(x, g)  clips only: given the first K frames x (N, K, C, H, W) in [0, 1] of clips,
+                      the model's continuation (N, T − K, C, H, W) in [0, 1], its random draws from
+                      g; where the family has a likelihood, the frames are the means of its
+                      p(x_t | …), so a caller may score held-out frames under them. Grown for
+                      conditional prediction (issue 30, `genlab sample context=K`): decode draws
+                      whole clips from the prior and cannot be told what was seen; posterior
+                      encodes a whole clip; continuing needs the family's own state after the
+                      seen frames
     traversal(s, g)   latents of a latent-traversal figure; only families with independent latents
     directions(k, g, x)  up to k unit directions in latent space worth a slider in `genlab explore`,
                       most telling first, with a name each (x: data images or None); default: the
@@ -64,7 +81,7 @@ caller reads them with getattr and a default, since the one-pass families need n
                       sweep quality against cost (FID against steps) without retraining; no existing
                       member changes how decode runs.
 
-The base class's `encode`, `posterior`, `log_likelihood` and `traversal` refuse with a one-line
+The base class's `encode`, `posterior`, `log_likelihood`, `continue_clips` and `traversal` refuse with a one-line
 UserError, so a caller never asks which family it holds. What `genlab eval` may run follows from
 them (`capabilities`: "encoder", "likelihood", "classes"; each metric's needs are in
 genlab/metrics/registry.py). A family conditional by its config (diffusion's model.class_conditional)
@@ -120,6 +137,13 @@ class GenerativeModel:
 
     def log_likelihood(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         raise self._lacks("a likelihood interface")
+
+    def log_prior(self, latents: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I) per latent (…,), over the last dimension, in the latents' dtype."""
+        return -0.5 * latents.square().sum(-1) - 0.5 * latents.shape[-1] * math.log(2 * math.pi)
+
+    def continue_clips(self, context: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise self._lacks("a way to continue clips")
 
     def _lacks(self, what: str) -> UserError:
         return UserError(f"this needs a model with {what}, but the checkpoint holds a {self.kind}, which has none")

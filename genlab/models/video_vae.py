@@ -25,9 +25,23 @@ N(0, I). `decode` runs the learned prior forward, z_t = m_t + ρ_t·ε_t, so it 
 the latent: the first static_dim numbers set the digits, the rest their path. Samples are clips
 (N, T, C, H, W): the family sets `clips` (genlab/models/base.py), so it trains on clip datasets only
 and `genlab sample` writes an animated GIF and a film strip.
+
+Likelihood interface (the nll metric's importance sampling, genlab/metrics/likelihood.py): its
+latents are z = [s | z_1 … z_T], whose q(z|x) above is one diagonal Gaussian (the encoder's GRU
+reads frames, not earlier latents); log_likelihood(z, x) = Σ_t log p(x_t | s, z_t), and
+log_prior(z) = log N(s; 0, I) + Σ_t log N(z_t; m_t, ρ_t²), m_t, ρ_t from the prior's GRU fed
+z_0 = 0, z_1, …, z_{t−1}. The mean of log w over draws is the ELBO above estimated by Monte Carlo
+instead of in closed form.
+
+Prediction (`continue_clips`, `genlab sample context=K`): s and z_1 … z_K are the posterior means of
+the K seen frames (the static head averages the features of whichever frames it is given; the motion
+GRU is causal), the prior's GRU reads z_0 … z_K, then z_t = m_t + ρ_t·ε_t for t > K with ε_t ~ N(0, I),
+and the frames are sigmoid(D(s, z_t)), the means of p(x_t | s, z_t).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +99,8 @@ class VideoVAE(GenerativeModel):
 
     nets = ("encoder", "prior_net", "decoder")
     clips = True
+    likelihood = "bernoulli"
+    binary_likelihood = True
     directions_title = "static latent (the digits), then motion noise (their path)"
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
@@ -119,10 +135,12 @@ class VideoVAE(GenerativeModel):
     def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.latent_size, generator=generator)
 
-    def rollout(self, static: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Motion latents (N, T, dynamic_dim) drawn from the learned prior with noise ε (N, T, dynamic_dim)."""
-        z, state, zs = noise.new_zeros(noise.shape[0], 1, self.dynamic_dim), None, []
-        for t in range(self.frames):
+    def rollout(self, noise: torch.Tensor, z: torch.Tensor | None = None, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Motion latents (N, t, dynamic_dim) drawn from the learned prior with noise ε (N, t, dynamic_dim),
+        after the latent z (N, 1, dynamic_dim; default z_0 = 0) and the prior's GRU state (default: none)."""
+        z = noise.new_zeros(noise.shape[0], 1, self.dynamic_dim) if z is None else z
+        zs = []
+        for t in range(noise.shape[1]):
             out, state = self.prior_net(z, state)
             mean, logvar = out.chunk(2, dim=-1)
             z = mean + (0.5 * logvar).exp() * noise[:, t : t + 1]
@@ -141,7 +159,41 @@ class VideoVAE(GenerativeModel):
         latents = latents.to(self.device)
         static = latents[:, : self.static_dim]
         noise = latents[:, self.static_dim :].reshape(-1, self.frames, self.dynamic_dim)
-        return torch.sigmoid(self.render(static, self.rollout(static, noise)))
+        return torch.sigmoid(self.render(static, self.rollout(noise)))
+
+    def _parts(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """s (N, static_dim) and z (N, T, dynamic_dim) of likelihood-interface latents, float32 on the model's device."""
+        latents = latents.to(self.device, torch.float32)
+        return latents[:, : self.static_dim], latents[:, self.static_dim :].reshape(-1, self.frames, self.dynamic_dim)
+
+    def posterior(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of q(s, z_1 … z_T | x), flat [s | z_1 … z_T] (N, static_dim + T·dynamic_dim)."""
+        static, dynamic = self.encoder(clips.to(self.device))
+        (mu_s, logvar_s), (mu_z, logvar_z) = static.chunk(2, -1), dynamic.chunk(2, -1)
+        return torch.cat([mu_s, mu_z.flatten(1)], 1), torch.cat([logvar_s, logvar_z.flatten(1)], 1)
+
+    def log_likelihood(self, latents: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        """Σ_t log p(x_t | s, z_t) per clip (N,), Bernoulli over every pixel, in nats."""
+        logits = self.render(*self._parts(latents))
+        return -F.binary_cross_entropy_with_logits(logits, clips.to(logits), reduction="none").flatten(1).sum(1)
+
+    def log_prior(self, latents: torch.Tensor) -> torch.Tensor:
+        """log p(s) + Σ_t log p(z_t | z_<t) per latent (N,), the learned prior on the motion, in nats."""
+        static, motion = self._parts(latents)
+        previous = torch.cat([motion.new_zeros(motion.shape[0], 1, self.dynamic_dim), motion[:, :-1]], 1)
+        mean, logvar = self.prior_net(previous)[0].chunk(2, -1)
+        log_motion = -0.5 * (logvar + (motion - mean).square() / logvar.exp() + math.log(2 * math.pi))
+        return super().log_prior(static) + log_motion.flatten(1).sum(1)
+
+    @torch.no_grad()
+    def continue_clips(self, context: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The T − K frames after the K of `context` (N, K, C, H, W) in [0, 1] (see the module docstring)."""
+        static, dynamic = self.encoder(context.to(self.device))
+        seen = dynamic.chunk(2, -1)[0]
+        _, state = self.prior_net(torch.cat([seen.new_zeros(seen.shape[0], 1, self.dynamic_dim), seen[:, :-1]], 1))
+        noise = torch.randn(seen.shape[0], self.frames - seen.shape[1], self.dynamic_dim, generator=generator)
+        motion = self.rollout(noise.to(self.device), seen[:, -1:], state)
+        return torch.sigmoid(self.render(static.chunk(2, -1)[0], motion))
 
     def directions(self, count: int, generator: torch.Generator,
                    images: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
