@@ -82,6 +82,7 @@ class Evaluation:
         self.n, self.batch_size = settings["n"], settings["batch_size"]
         self._splits, self._classifier, self._features = {}, None, {}
         self.generation: dict = {}  # the cost of the last `generated`: network evaluations, ms per image
+        self.shared: dict = {}      # what several metrics compute once (the clip metrics' Clips, genlab/metrics/video.py)
 
     @classmethod
     def from_checkpoint(cls, state: dict, settings: dict, device: torch.device) -> Evaluation:

@@ -2,7 +2,8 @@
 
 A metric needs things of the checkpoint's model (genlab/models/base.py, `capabilities`:
 "encoder", "likelihood", "classes") and of its dataset
-(genlab/data/base.py, `Dataset.capabilities`: "factors", "dsprites"); it fits when both have them.
+(genlab/data/base.py, `Dataset.capabilities`: "factors", "dsprites", "objects"), and reads still
+images, clips (a model with `clips`), or both (`reads`); it fits when all of these hold.
 `metrics=auto`, the metric list's validation, eval.json's `summary`, the printed table and the
 size checks before any work all read this registry, so a metric is added here and nowhere else.
 
@@ -14,6 +15,7 @@ Heavy imports stay inside the functions: validation reads this module before any
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +23,9 @@ from genlab.errors import UserError
 
 # What each need of a dataset means, for the one-line refusals.
 DATASET_NEEDS = {"factors": "ground-truth factors",
-                 "dsprites": "genlab's procedural dSprites images (every image rendered from its index)"}
+                 "dsprites": "genlab's procedural dSprites images (every image rendered from its index)",
+                 "objects": "clips whose frames show objects a classifier can name (Dataset.objects)"}
+IMAGES, CLIPS = frozenset({"images"}), frozenset({"clips"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Metric:
     summary: tuple[tuple[str, str], ...] = ()     # eval.json summary: (name there, key in the section)
     model_needs: frozenset[str] = frozenset()
     dataset_needs: frozenset[str] = frozenset()
+    reads: frozenset[str] = IMAGES                # what the model makes that it reads: "images", "clips"
     auto: bool = True                             # metrics=auto runs it when it fits (False: minutes; asked by name)
     classifier: bool = False                      # reads the domain classifier (its training size is bounded)
     held_bytes_per_value: int = 4                 # per image value held for all n images (0: a fixed number)
@@ -96,6 +101,7 @@ def _nll(run) -> dict:
 
     from genlab.data.batches import binarize as binarize_images
     from genlab.data.batches import derived_seed
+    from genlab.metrics import likelihood
     from genlab.metrics.likelihood import nll_bounds
     from genlab.metrics.progress import progress_bar
 
@@ -113,9 +119,13 @@ def _nll(run) -> dict:
                     "not a normalised distribution: these nats compare only with each other, not with binarized-data results")
     k = run.settings["k"]
     generator = torch.Generator().manual_seed(run.settings["seed"])
+    frames = math.prod(run.model.image_shape[:-3])  # a clip's frames; 1 for an image
+    per_clip = {"decode_batch": max(1, likelihood.DECODE_BATCH // frames)} if frames > 1 else {}
     with progress_bar(f"nll (k={k})", run.n) as advance:
         bounds = nll_bounds(run.model, images.to(run.device).float().div(255), k, generator, run.batch_size,
-                            progress=advance)
+                            progress=advance, **per_clip)
+    if frames > 1:
+        bounds.update({f"{key}_per_frame": value / frames for key, value in bounds.items()}, frames=frames)
     return {**bounds, "k": k, "n": run.n, "likelihood": run.model.likelihood, "binarization": binarization,
             **({"note": note} if note else {}), "seed": run.settings["seed"]}
 
@@ -171,6 +181,15 @@ def _inception_fid(run) -> dict:
             "real_stats_cached": cached, **run.generation}
 
 
+def _clips(name: str) -> Callable[..., dict]:
+    """The run of a clip metric of genlab/metrics/video.py, imported when it runs."""
+    def run(evaluation) -> dict:
+        from genlab.metrics import video
+
+        return getattr(video, name)(evaluation)
+    return run
+
+
 # -- bounds on the work, checked before any (see genlab.checks.require_fits) ---------------------
 
 # nll costs n·k decoder passes. Burda et al. 2016 report k=5000 on MNIST's 10,000 test images
@@ -224,6 +243,18 @@ def _generation_cost(m: dict) -> str:
     return f"NFE {m['nfe']} (network evaluations per image), {m['ms_per_image']:.3g} ms/image on {m['generation_device']}"
 
 
+def _nll_rows(m: dict) -> list[tuple]:
+    if "frames" in m:  # clips
+        return [("neg. ELBO (nats/frame)", m["neg_elbo_nats_per_frame"], None),
+                ("IWAE NLL bound (nats/frame)", m["iwae_nll_nats_per_frame"], None)]
+    return [("neg. ELBO (nats/image)", m["neg_elbo_nats"], None), ("IWAE NLL bound (nats/image)", m["iwae_nll_nats"], None)]
+
+
+def _objects_settings(m: dict) -> str:
+    return (f"n={m['n']} clips vs n test clips; the {m['classifier']['dataset']} classifier, "
+            f"{100 * m['classifier']['test_accuracy']:.2f}% test acc.")
+
+
 def _shapes_rows(m: dict) -> list[tuple]:
     return [(f"{name} {'row draws it' if 'own_shape' in m else 'share'}", value, None)
             for name, value in m.get("own_shape", m.get("share", {})).items()]
@@ -231,11 +262,12 @@ def _shapes_rows(m: dict) -> list[tuple]:
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("nll", _nll,
-           rows=lambda m: [("neg. ELBO (nats/image)", m["neg_elbo_nats"], None),
-                           ("IWAE NLL bound (nats/image)", m["iwae_nll_nats"], None)],
+           rows=_nll_rows,
            settings=lambda m: f"k={m['k']}, n={m['n']}, binarization: {m['binarization']}" + (" (grey levels!)" if "note" in m else ""),
-           summary=(("neg_elbo_nats", "neg_elbo_nats"), ("iwae_nll_nats", "iwae_nll_nats")),
-           model_needs=frozenset({"likelihood"}), limits=_nll_limits),
+           summary=(("neg_elbo_nats", "neg_elbo_nats"), ("iwae_nll_nats", "iwae_nll_nats"),
+                    ("neg_elbo_nats_per_frame", "neg_elbo_nats_per_frame"),
+                    ("iwae_nll_nats_per_frame", "iwae_nll_nats_per_frame")),
+           model_needs=frozenset({"likelihood"}), reads=IMAGES | CLIPS, limits=_nll_limits),
     Metric("fid", _fid,
            rows=lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
            settings=lambda m: f"{_classifier_settings(m)}; {_generation_cost(m)}",
@@ -270,6 +302,32 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
                               f"{_generation_cost(m)}",
            summary=(("inception_fid", "inception_fid"), ("inception_fid_noise_floor", "noise_floor")),
            auto=False, held_bytes_per_value=1, limits=_inception_limits),  # uint8 images
+    Metric("frame_fid", _clips("frame_fid"),
+           rows=lambda m: [("frame FID (classifier features)", m["frame_fid"], m["noise_floor"])],
+           settings=lambda m: f"{_objects_settings(m)}; {m['frames']} frames each; floor: n train clips; "
+                              f"{_generation_cost(m)} (per clip)",
+           summary=(("frame_fid", "frame_fid"), ("frame_fid_noise_floor", "noise_floor")),
+           dataset_needs=frozenset({"objects"}), reads=CLIPS, classifier=True),
+    Metric("identity", _clips("identity"),
+           rows=lambda m: [("identity persistence (test clips: floor column)", m["persistence"], m["persistence_test"]),
+                           ("  frame-shuffled test clips", m["persistence_shuffled"], None),
+                           ("identity κ (Fleiss; test clips: floor column)", m["kappa"], m["kappa_test"]),
+                           ("  frame-shuffled test clips", m["kappa_shuffled"], None)],
+           settings=lambda m: f"{_objects_settings(m)}; frames read: {100 * m['read_share']:.0f}% "
+                              f"({100 * m['read_share_test']:.0f}% of test clips')",
+           summary=(("identity_persistence", "persistence"), ("identity_persistence_test", "persistence_test"),
+                    ("identity_persistence_shuffled", "persistence_shuffled"), ("identity_kappa", "kappa"),
+                    ("identity_kappa_test", "kappa_test"), ("identity_kappa_shuffled", "kappa_shuffled")),
+           dataset_needs=frozenset({"objects"}), reads=CLIPS, classifier=True),
+    Metric("motion", _clips("motion"),
+           rows=lambda m: [("mean speed (px/frame; test clips: floor column)", m["mean_speed_px"], m["mean_speed_px_test"]),
+                           ("speed W1 to test clips (px/frame)", m["speed_w1_px"], m["noise_floor"]),
+                           ("bounce share", m["bounce_share"], m["bounce_share_test"])],
+           settings=lambda m: f"n={m['n']} clips; {m['contacts']} wall contacts ({m['contacts_test']} in test clips); "
+                              "W1 floor: n train clips",
+           summary=(("mean_speed_px", "mean_speed_px"), ("speed_w1_px", "speed_w1_px"), ("bounce_share", "bounce_share"),
+                    ("bounce_share_test", "bounce_share_test")),
+           dataset_needs=frozenset({"objects"}), reads=CLIPS),
 )}
 NAMES = tuple(METRICS)
 
@@ -279,7 +337,8 @@ NAMES = tuple(METRICS)
 def _fits_model(metric: Metric, model) -> bool:
     from genlab.models.base import capabilities
 
-    return metric.model_needs <= capabilities(model)
+    makes = "clips" if getattr(model, "clips", False) else "images"
+    return metric.model_needs <= capabilities(model) and makes in metric.reads
 
 
 def _fits_dataset(metric: Metric, dataset: type) -> bool:
@@ -295,9 +354,6 @@ def applicable(model, dataset: type) -> list[str]:
 def check_fits(names: list[str], model, dataset: type, dataset_name: str) -> None:
     """UserError for the first metric of `names` that the model or the dataset cannot give."""
     kind = model.__name__ if isinstance(model, type) else model.kind
-    if getattr(model, "clips", False):  # every metric here reads still images
-        raise UserError(f"genlab eval has no metrics for a model of clips ({kind}) yet: watch its samples with "
-                        "genlab sample ckpt=<it> (an animated GIF) or genlab explore ckpt=<it>")
     for name in names:
         metric = METRICS[name]
         if not _fits_model(metric, model):
