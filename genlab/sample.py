@@ -25,7 +25,9 @@ exactly.
 Output. Up to GRID_MAX images go to a PNG grid by default; more (`genlab sample n=10000`, e.g. for a
 Fréchet distance) go to a NumPy archive `.npz` holding `images`, uint8 N×H×W×C in generation
 order: a grid of thousands of images is too large to look at, and metrics want the pixels.
-`out=` picks either by its suffix. A model whose samples are clips (`clips`, genlab/models/base.py)
+`out=` picks either by its suffix. `context=K` (a model of clips) continues the first K frames of n
+test clips instead and prints the per-frame error beside copying the last seen frame
+(genlab/prediction.py). A model whose samples are clips (`clips`, genlab/models/base.py)
 writes, for a .png, an animated GIF beside it (same name, .gif: frame t shows frame t of every clip,
 laid out as the grid would be) and makes the PNG a film strip (one clip per row, its frames left to
 right); its .npz holds `images` as uint8 N×T×H×W×C. Images are generated `batch_size` at a time from latents drawn
@@ -224,9 +226,10 @@ class Rate:
 
 
 def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None,
-           batch_size: int | None = None, latent=None) -> Path:
+           batch_size: int | None = None, latent=None, context: int | None = None) -> Path:
     """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
-    images per forward pass (None: all at once); latent: one latent to decode, a list of numbers."""
+    images per forward pass (None: all at once); latent: one latent to decode, a list of numbers;
+    context: continue n test clips after this many frames instead (genlab/prediction.py)."""
     import torch
 
     from genlab import images
@@ -243,6 +246,12 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
                                or not latent or not all(map(is_number, latent))):
         raise ConfigError(f"latent={latent!r} is not allowed: expected a list of finite numbers, e.g. latent=[0.5,-1.2,0.03]")
     ckpt_path = resolve(ckpt)  # a run directory means its checkpoints/last.pt
+    if context is not None:
+        from genlab.prediction import sample_prediction
+
+        if mode != "grid" or label is not None or latent is not None:
+            raise ConfigError("context= continues test clips, which mode=, label= and latent= do not apply to: drop them")
+        return sample_prediction(ckpt_path, load_model(ckpt_path), n, seed, out, context, batch_size)
     out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent)
     suffix = out_path.suffix.lower()
     if suffix not in FORMATS:
@@ -276,7 +285,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 @reports_errors("sample", required="genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
     path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
-                  batch_size=cfg.batch_size,
+                  batch_size=cfg.batch_size, context=cfg.context,
                   latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
     print(path)
 
