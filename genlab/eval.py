@@ -14,6 +14,15 @@
     inception_fid  FID in Inception-v3 features, protocol of Lucic et al. 2018 (genlab/metrics/inception.py), and
                    its noise floor: the FID between the even- and odd-indexed halves of the test images
 
+Models of clips (genlab/metrics/video.py; nll then reports nats per clip and per frame):
+
+    frame_fid      FID in the features of the classifier of the clips' objects, n·T generated frames
+                   vs the frames of the first n test clips; floor: n train clips
+    identity       whether the objects a classifier names in each frame stay the same through a clip
+                   (persistence and Fleiss' κ), beside real and frame-shuffled test clips
+    motion         the objects' speed (mean, W₁ to the test clips') and the share of wall contacts
+                   that bounce, beside the test clips'
+
 Each metric is one entry of genlab/metrics/registry.py (what it needs, how it runs, its table rows);
 the shared work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
 any work (sizes that cannot fit in memory, or nll's n·k beyond registry.MAX_DECODER_PASSES, once the

@@ -24,9 +24,8 @@ Identity persistence (`identity`): object k of frame t is cut out, its box of `s
 c_k with the pixels assigned to the other centres set to 0, resized to the classifier's image size,
 and named ŷ_{t,k}. A frame's identity is the multiset {ŷ_{t,1} … ŷ_{t,count}} (no tracking needed).
 Only frames whose objects the ruler finds apart are read: every two centres at least SEPARATION·size
-apart (20 of 28 px: MNIST's digits fill 20 px of their 28, so apart they do not touch); on real
-clips the names of touching digits cut apart by a straight line are wrong in a quarter of the
-frames. With n_ij the read frames of clip i whose identity is j, and m_i = Σ_j n_ij:
+apart (20 of 28 px: MNIST's digits fill 20 px of their 28, so apart they do not touch); touching digits cut apart by the
+ruler's straight line are often misnamed (docs/video.md measures how often). With n_ij the read frames of clip i whose identity is j, and m_i = Σ_j n_ij:
 
     persistence = Σ_i max_j n_ij / Σ_i m_i          (the share of read frames that agree with their
                                                      clip's most frequent identity; 1: always the same)
@@ -36,8 +35,8 @@ frames. With n_ij the read frames of clip i whose identity is j, and m_i = Σ_j 
 κ is Fleiss' kappa (Fleiss 1971, "Measuring nominal scale agreement among many raters"; the frames
 of a clip are its raters): the agreement between two frames of a clip beyond what two frames of
 different clips share by chance (0 when P_e = 1, every frame one identity). persistence alone is
-passed by a blur: the classifier names a blob the same digit in every frame (a partly trained
-model's blobs read as 8 in 98 % of crops), which κ scores near 0. Both are given for the generated
+passed by a blur: the classifier names a blob the same digit in every frame (docs/video.md: a
+partly trained model's blobs), which κ scores near 0. Both are given for the generated
 clips, for the real test clips (the reference) and for frame-shuffled test clips: frame t of clip i
 is frame t of test clip π_t(i), one seeded permutation per frame (π_0 the identity), whose frames
 are each real but whose objects change every frame: what a model scores that renders good frames
@@ -61,8 +60,7 @@ and it is reversed when within REACT frames the track moves off the nearest it c
 
 (at a 28 px digit on the 64 px canvas: margin 2 px, approach 2 px in two frames, leave 1 px; the
 approach leaves out grazing contacts, whose digits dwell at the wall longer than REACT frames in the
-data's own rounding). On the generator's exact trajectories (300 test clips, 32 px) 99.2 % of
-contacts are reversed and the ruler reads 99.1 % of the same clips' frames. A digit that stops at
+data's own rounding; docs/video.md reads the generator's exact trajectories with it). A digit that stops at
 the wall, or runs into or through it, makes unreversed contacts. W₁'s noise floor: the
 first n train clips against the test clips; the mean speed and bounce share of the test clips are
 the reference.
