@@ -20,7 +20,9 @@ Frame FID (`frame_fid`): the Fréchet distance (genlab/metrics/frechet.py) betwe
 features of the n·T frames of n generated clips and of the first n test clips, every frame resized
 (bilinear, antialiased) to the classifier's image size; noise floor: the first n train clips' frames.
 
-Identity persistence (`identity`): object k of frame t is cut out, its box of `size` px centred on
+Identity persistence (`identity`): every frame is read on its own (the ruler with farthest-point
+seeds in each frame, no tracks: a name needs no track, and a bad guess carried over from frames of
+another clip must not change how a frame is split); object k of frame t is cut out, its box of `size` px centred on
 c_k with the pixels assigned to the other centres set to 0, resized to the classifier's image size,
 and named ŷ_{t,k}. A frame's identity is the multiset {ŷ_{t,1} … ŷ_{t,count}} (no tracking needed).
 Only frames whose objects the ruler finds apart are read: every two centres at least SEPARATION·size
@@ -249,6 +251,18 @@ class Clips:
     def tracks(self, which: str):
         return self._once(("tracks", which), lambda: locate(self.frames(which), self.objects.count))
 
+    def identity(self, frames: torch.Tensor) -> dict[str, float]:
+        """persistence, κ and read_share of clips (N, T, H, W), every frame read on its own."""
+        from genlab.metrics.classifier import predict
+
+        n, t = frames.shape[:2]
+        alone = frames.flatten(0, 1)[:, None]                        # N·T clips of one frame
+        centres, owners = locate(alone, self.objects.count)
+        cut = crops(alone, centres, owners, self.objects.size_px, self.objects.classes["image_size"])
+        _, classes = predict(self.classifier()[0], cut.flatten(0, 2), self.run.batch_size)
+        return persistence(classes.view(n, t, -1), apart(centres, self.objects.size_px).view(n, t),
+                           self.classifier()[0].head.out_features)
+
     def classifier(self):
         from genlab.metrics.classifier import load_or_train
 
@@ -270,14 +284,6 @@ class Clips:
             return torch.cat([predict(self.classifier()[0], resize(part, size), self.run.batch_size)[0]
                               for part in frames.split(self.run.batch_size)])
         return self._once(("features", which), make)
-
-    def identity(self, frames: torch.Tensor, centres: torch.Tensor, owners: torch.Tensor) -> dict[str, float]:
-        from genlab.metrics.classifier import predict
-
-        cut = crops(frames, centres, owners, self.objects.size_px, self.objects.classes["image_size"])
-        _, classes = predict(self.classifier()[0], cut.flatten(0, 2), self.run.batch_size)
-        return persistence(classes.view(cut.shape[:3]), apart(centres, self.objects.size_px),
-                           self.classifier()[0].head.out_features)
 
 
 def clips_of(run) -> Clips:
@@ -301,8 +307,8 @@ def identity(run) -> dict:
     clips = clips_of(run)
     real = clips.frames("test")
     mixed = shuffled(real, torch.Generator().manual_seed(run.settings["seed"]))
-    figures = {which: clips.identity(clips.frames(which), *clips.tracks(which)) for which in ("generated", "test")}
-    figures["shuffled"] = clips.identity(mixed, *locate(mixed, clips.objects.count))
+    figures = {which: clips.identity(clips.frames(which)) for which in ("generated", "test")}
+    figures["shuffled"] = clips.identity(mixed)
     return {**figures["generated"], **{f"{key}_{which}": value for which in ("test", "shuffled")
                                         for key, value in figures[which].items()},
             "objects": clips.objects.count, "n": run.n, "seed": run.settings["seed"],
