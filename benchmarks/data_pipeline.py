@@ -82,7 +82,7 @@ def main() -> None:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from genlab.compose import compose_jobs
+    from genlab.config.compose import compose_jobs
     from genlab.data import build_dataset
     from genlab.models import build_model
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOCK_NAMES = {".genlab-sweep.lock", ".genlab-run.lock"}  # genlab/sweep.py, genlab/locks.py
+LOCK_NAMES = {".genlab-sweep.lock", ".genlab-run.lock"}  # genlab/sweep.py, genlab/training/locks.py
 JOB_STARTED = re.compile(r"\]\[genlab\]\[INFO\] - ")  # the first line a job (or a skip) logs
 
 

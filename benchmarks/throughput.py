@@ -3,7 +3,7 @@
 For each model (vae, gan, cgan) on MNIST (28 px) and on shapes at 64 px, three ways to train the
 same networks with the same optimizers, in one process, on the CPU:
 
-(a) genlab   `genlab.training.loop.fit` on the objects `genlab.train.train` builds from the
+(a) genlab   `genlab.training.loop.fit` on the objects `genlab.commands.train.train` builds from the
              composed config (dataset, model, Batches, LoopSettings; a RunLogger writing TensorBoard
              events and RunCheckpoints into a temporary run directory). A round is one fit() call
              of --steps steps that continues the same model and batch stream; its clock stops at
@@ -85,14 +85,14 @@ class FlopCount(TorchDispatchMode):
 
 
 class GenlabPath:
-    """fit() rounds on the objects genlab.train.train builds, timed up to each round's last log."""
+    """fit() rounds on the objects genlab.commands.train.train builds, timed up to each round's last log."""
 
     def __init__(self, plain: dict, run_dir: Path):
         from genlab.data import build_dataset
         from genlab.data.batches import Batches, on_device
         from genlab.models import build_model
-        from genlab.resume import run_config
-        from genlab.runtime import device_name, prepare_nets, setup_device
+        from genlab.training.resume import run_config
+        from genlab.training.runtime import device_name, prepare_nets, setup_device
 
         self.plain, self.run_dir = plain, run_dir
         self.device = setup_device(plain["hardware"])
@@ -300,7 +300,7 @@ def datasets(name: str, root: Path | None, image_size: int):
 
 
 def measure(dataset: str, image_size: int, model: str, args, root: Path | None, work: Path) -> dict:
-    from genlab.compose import compose_jobs
+    from genlab.config.compose import compose_jobs
 
     overrides = [f"model={model}", f"dataset={dataset}", f"dataset.image_size={image_size}", "hardware=cpu",
                  f"trainer.batch_size={args.batch_size}", *args.genlab]

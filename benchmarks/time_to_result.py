@@ -10,10 +10,10 @@ tree) and the two sides alternate, A B B A A B … over --rounds rounds, so that
 shared machine slow both alike. Reported per measurement: the median over rounds of each side's
 rate and the median of the per-round ratios after/before.
 
-  train  `genlab.train.train` of the preset (the command its header names, `hardware.threads`
+  train  `genlab.commands.train.train` of the preset (the command its header names, `hardware.threads`
          set) for 3 log windows of --train-steps steps each; the rate is the mean of the last two
          windows' perf/img_per_s (the first warms up). Each side takes its own hardware defaults:
-         after, hardware.layout=auto (genlab/runtime.py).
+         after, hardware.layout=auto (genlab/training/runtime.py).
   eval   `genlab.metrics.evaluation.evaluate` of that worker's checkpoint with the preset's
          heavy metric: nll (images·k per second: n·k decoder passes; k from the header) or
          inception_fid (with --inception-eval: images embedded per second, n generated + n real, a
@@ -72,8 +72,8 @@ def worker_train(args) -> dict:
     import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from genlab.compose import compose_jobs
-    from genlab.train import train
+    from genlab.config.compose import compose_jobs
+    from genlab.commands.train import train
 
     steps = args.train_steps
     overrides = [f"+experiment={args.preset}", f"trainer.max_steps={3 * steps}", f"trainer.log_every={steps}",
@@ -96,7 +96,7 @@ def worker_eval(args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from genlab.compose import compose_jobs
+    from genlab.config.compose import compose_jobs
     from genlab.metrics.evaluation import evaluate
 
     torch.set_num_threads(args.threads)
@@ -204,7 +204,7 @@ def run_worker(tree: Path, argv: list[str], quiet: bool, env_extra: dict | None 
 
 
 def cpu_description() -> str:
-    from genlab.runtime import cpu_flags, cpu_name
+    from genlab.training.runtime import cpu_flags, cpu_name
 
     import torch
 

@@ -11,10 +11,10 @@ import os
 import sys
 
 SUBCOMMANDS = {
-    "train": ("genlab.train", "train a model (Hydra overrides; -m for a sweep)"),
-    "sample": ("genlab.sample", "write a PNG grid of samples from a checkpoint"),
-    "explore": ("genlab.explore", "a local web page that generates from a checkpoint as you drag sliders"),
-    "eval": ("genlab.eval", "metrics of a checkpoint (FID, KID, precision/recall, NLL, …) → table + eval.json"),
+    "train": ("genlab.commands.train", "train a model (Hydra overrides; -m for a sweep)"),
+    "sample": ("genlab.commands.sample", "write a PNG grid of samples from a checkpoint"),
+    "explore": ("genlab.commands.explore", "a local web page that generates from a checkpoint as you drag sliders"),
+    "eval": ("genlab.commands.eval", "metrics of a checkpoint (FID, KID, precision/recall, NLL, …) → table + eval.json"),
     "summarize": ("genlab.sweep", "rebuild a sweep directory's summary (table, csv, json, plot)"),
 }
 

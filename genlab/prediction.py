@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from genlab.checks import ConfigError
+from genlab.config.checks import ConfigError
 
 PICTURE_CLIPS = 16  # clips drawn (each with its truth); the errors use all n
 
@@ -76,7 +76,7 @@ def sample_prediction(ckpt: Path, model, n: int, seed: int, out: str | None, con
     """What `genlab sample context=K` writes and prints (see the module docstring); returns the PNG's path."""
     from genlab import images
     from genlab.metrics.splits import split_data
-    from genlab.sample import write
+    from genlab.commands.sample import write
     from genlab.training.checkpoint import load_checkpoint, run_dir_of
 
     check_context(model, context)

@@ -31,10 +31,10 @@ Re-running a sweep into the same `hydra.sweep.dir` skips each job whose record s
 same overrides; every other job continues from its checkpoints/last.pt, or starts again when it has
 none or that checkpoint is already at trainer.max_steps (killed after its last checkpoint, before
 its record said ok: the final log window's means, which the record holds, are not in a checkpoint)
-(see `genlab.train._app`).
+(see `genlab.commands.train._app`).
 
 One sweep directory, one launcher: the launcher holds an exclusive lock on
-<sweep dir>/.genlab-sweep.lock (flock, genlab/locks.py) while it runs, so a second launch of the
+<sweep dir>/.genlab-sweep.lock (flock, genlab/training/locks.py) while it runs, so a second launch of the
 same sweep stops in one line, and the kernel releases the lock when the launcher dies, kill -9
 included. A sweep directory named by the time (Hydra's default) is claimed by creating it: two
 launches in the same second get `<time>` and `<time>-2`, never one directory. Each job holds its
@@ -62,8 +62,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from genlab import locks
-from genlab.command import fail
+from genlab.training import locks
+from genlab.commands.wrapper import fail
 from genlab.errors import UserError
 from genlab.files import remove_stale_temporaries, write_atomically, write_text_atomically
 
@@ -101,7 +101,7 @@ def dirname_overrides(overrides: list[str]) -> list[str]:
     that are the same for every job stay out of the names. Without a swept key every override
     names the one job.
     """
-    from genlab.compose import parse_overrides
+    from genlab.config.compose import parse_overrides
 
     parsed = parse_overrides(overrides)
     task = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
@@ -117,8 +117,8 @@ def job_overrides(task_overrides: list[str]) -> dict:
     `resume` and `force_resume` say where a run continued from, not what the job is: left out, so
     that a job resumed by hand (genlab train resume=<job dir> trainer.max_steps=N) keeps its place
     in its sweep's summary."""
-    from genlab.compose import parse_overrides
-    from genlab.resume import RESUME_KEYS
+    from genlab.config.compose import parse_overrides
+    from genlab.training.resume import RESUME_KEYS
 
     typed = {}
     for override in parse_overrides(task_overrides):
@@ -260,7 +260,7 @@ def claim_sweep_dir(root: Path | None, from_clock: bool) -> list[str]:
     launcher's command ends; return the overrides that pin it.
 
     A directory named by the time (`from_clock`: `${now:…}` in hydra.sweep.dir, the default) is
-    claimed by creating it (genlab.locks.claim), and pinned with a hydra.sweep.dir override. Any
+    claimed by creating it (genlab.training.locks.claim), and pinned with a hydra.sweep.dir override. Any
     other directory is the user's to re-run into: SweepRunning when another launcher holds it."""
     from genlab.training.checkpoint import hydra_value
 
@@ -278,7 +278,7 @@ def claim_sweep_dir(root: Path | None, from_clock: bool) -> list[str]:
 
 @contextlib.contextmanager
 def job_lock(run_dir: Path):
-    """Hold the job's run directory lock (genlab.locks.RUN_LOCK) while it runs. A job that
+    """Hold the job's run directory lock (genlab.training.locks.RUN_LOCK) while it runs. A job that
     outlived its launcher (a joblib worker, a Slurm job), or a `genlab train resume=<job dir>`,
     still holds it: wait until it has finished or died, then go on as usual (skip the finished job,
     or resume it)."""

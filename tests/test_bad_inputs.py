@@ -15,11 +15,11 @@ import pytest
 import torch
 from conftest import TINY, genlab
 
-from genlab.config import ConfigError, validate_train
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError, validate_train
+from genlab.config.compose import compose_jobs
 from genlab.errors import UserError
-from genlab.sample import sample
-from genlab.train import train
+from genlab.commands.sample import sample
+from genlab.commands.train import train
 from genlab.training.checkpoint import CheckpointError, load_checkpoint
 
 # id → (command line, with {base} for the fixture folder; a fragment of the expected message).

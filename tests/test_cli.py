@@ -11,8 +11,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO, TINY, genlab, run_dirs
-from genlab.config import ConfigError, validate_train
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError, validate_train
+from genlab.config.compose import compose_jobs
 
 GROUPS = ["model", "dataset", "optimizer", "hardware"]
 

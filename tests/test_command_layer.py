@@ -1,4 +1,4 @@
-"""One command layer (issue 27): every command goes through genlab/command.py's wrapper, a job's
+"""One command layer (issue 27): every command goes through genlab/commands/wrapper.py's wrapper, a job's
 config is composed once in genlab's code, and Hydra's private modules are imported in one
 function only, checked here against the Hydra release it was written for."""
 
@@ -14,7 +14,7 @@ import hydra
 import pytest
 from conftest import REPO, TINY
 
-from genlab.compose import TESTED_HYDRA, hydra_internals, parse_overrides, sweep_jobs
+from genlab.config.compose import TESTED_HYDRA, hydra_internals, parse_overrides, sweep_jobs
 
 # Runs `genlab ARGS` in one process with Hydra's compose API counted, and prints the count.
 COUNTING = """
@@ -55,7 +55,7 @@ def test_a_preset_adds_one_reference_composition(tmp_path: Path):
 
 def test_hydra_internals_are_the_ones_genlab_was_written_for():
     assert hydra.__version__.startswith(TESTED_HYDRA + "."), (
-        f"hydra-core {hydra.__version__} is not the {TESTED_HYDRA} line genlab.compose.hydra_internals was checked "
+        f"hydra-core {hydra.__version__} is not the {TESTED_HYDRA} line genlab.config.compose.hydra_internals was checked "
         "against: check each piece it returns (tests/test_compose.py, tests/test_config_files.py) and update TESTED_HYDRA")
     internals = hydra_internals()
     assert internals.get_args_parser().parse_args(["-m", "a=1"]).multirun

@@ -1,4 +1,4 @@
-"""genlab.compose: the Hydra internals genlab relies on behave as it expects (pinned here, so a
+"""genlab.config.compose: the Hydra internals genlab relies on behave as it expects (pinned here, so a
 Hydra upgrade that changes them fails these tests, not a user's run), and the model files' own
 shorthands."""
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genlab.checks import ConfigError
-from genlab.compose import compose_command, parse_command_line, parse_overrides
+from genlab.config.checks import ConfigError
+from genlab.config.compose import compose_command, parse_command_line, parse_overrides
 
 
 def test_hydra_argv_parser_reads_genlabs_flags():

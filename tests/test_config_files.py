@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import genlab
 
-from genlab.checks import ConfigError
-from genlab.compose import compose_jobs
+from genlab.config.checks import ConfigError
+from genlab.config.compose import compose_jobs
 
 UNSAFE = '# @package _global_\nseed: 0\nn: !!python/object/apply:os.system ["touch {base}/PWNED"]\n'
 BROKEN = "# a user's primary config\ndefaults:\n  - {command}\n  - _self_\nseed: [1, 2\n"

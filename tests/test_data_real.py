@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, TINY, genlab, run_dirs
-from genlab.config import ConfigError, validate_train
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError, validate_train
+from genlab.config.compose import compose_jobs
 from genlab.data import build_dataset
 from genlab.data import celeba as celeba_module
 from genlab.data.batches import Batches, ShuffledBatches, TensorData, binarize, binarize_static, on_device
@@ -412,7 +412,7 @@ def test_data_root_defaults_to_the_environment_variable(monkeypatch, tmp_path):
 # --- end to end ---------------------------------------------------------------------------------
 
 def test_run_log_names_the_binarization(mnist_root, tmp_path, caplog):
-    from genlab.train import train
+    from genlab.commands.train import train
 
     (cfg,) = compose_jobs("train", [*TINY, "dataset=mnist", f"dataset.root={mnist_root}", "dataset.split=test",
                                     "dataset.binarize=dynamic"], multirun=False)

@@ -18,8 +18,8 @@ from conftest import TINY, explorer_api
 from omegaconf import OmegaConf
 from PIL import Image
 
-from genlab.compose import compose_jobs
-from genlab.config import ConfigError, validate_train
+from genlab.config.compose import compose_jobs
+from genlab.config.validate import ConfigError, validate_train
 from genlab.data.batches import Batch
 from genlab.metrics.evaluation import applicable
 from genlab.models import build_model, size_estimate
@@ -233,7 +233,7 @@ RUN = [*TINY, "model=diffusion", "model.blocks=1", "model.sample_steps=2", "mode
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     from test_resume import assert_same, training_state
 
-    from genlab.train import train
+    from genlab.commands.train import train
 
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(compose_jobs("train", [*RUN, "trainer.max_steps=6"], False)[0], straight)
@@ -260,7 +260,7 @@ def test_two_ddp_processes_train_as_one(tmp_path):
     from conftest import REPO
     from test_distributed import scalars
 
-    from genlab.train import train
+    from genlab.commands.train import train
     from genlab.training.checkpoint import load_checkpoint
 
     small = [o for o in RUN if not o.startswith("hardware")] + ["model.dropout=0", "trainer.max_steps=4"]
@@ -283,7 +283,7 @@ def test_two_ddp_processes_train_as_one(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from genlab.train import train
+    from genlab.commands.train import train
 
     base = tmp_path_factory.mktemp("diffusion")
     train(compose_jobs("train", [*RUN, "trainer.max_steps=2"], False)[0], base / "run")
@@ -296,7 +296,7 @@ def pixels(png: bytes) -> np.ndarray:
 
 def test_sample_grid_interpolation_and_latent_through_the_interface(tiny_run, tmp_path):
     from genlab.images import PADDING
-    from genlab.sample import sample
+    from genlab.commands.sample import sample
 
     out = sample(str(tiny_run), 6, 0, str(tmp_path / "mid.npz"), mode="interpolate", steps=3, label=1)
     images = np.load(out)["images"]
@@ -318,7 +318,7 @@ def test_explore_serves_the_pixels_genlab_sample_writes(tiny_run, tmp_path):
     import shlex
 
     from genlab.images import PADDING
-    from genlab.sample import sample
+    from genlab.commands.sample import sample
 
     with explorer_api(tiny_run) as call:
         info = call("api/info")

@@ -3,7 +3,7 @@
 One torchrun launch (tests/ddp_worker.py) runs genlab's CLI in 2 ranks: a VAE trained for 3 steps,
 then resumed to 6, and a cGAN for 4 steps. The VAE is checked against a single-process run in this
 process: each rank trains on half of every global batch of 8 and DDP averages the gradients, with
-the single-process run's noise (genlab/distributed.py), so the logged losses and the final weights
+the single-process run's noise (genlab/training/distributed.py), so the logged losses and the final weights
 agree to float tolerance. The cGAN's BatchNorm normalises each rank's 4 images rather than all 8,
 so its numbers differ from a single-process run by design; it is checked that every rank ends with
 the same weights (gradients all-reduced through R1's double backward and past the frozen D).
@@ -22,9 +22,9 @@ import torch
 from conftest import REPO, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from genlab.compose import compose_jobs
+from genlab.config.compose import compose_jobs
 from genlab.errors import UserError
-from genlab.train import train
+from genlab.commands.train import train
 from genlab.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
@@ -72,7 +72,7 @@ def test_two_processes_train_as_one(tmp_path):
 def test_the_ranks_shards_are_the_single_process_batch():
     # Dynamic binarization draws per pixel: the shards must get the draws of their rows of the whole batch.
     from genlab.data.batches import Batches, TensorData
-    from genlab.distributed import World
+    from genlab.training.distributed import World
 
     data = TensorData(torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8), torch.arange(40), ("any",))
     cpu = torch.device("cpu")

@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import SHARED_DATA, TINY, genlab
-from genlab.config import ConfigError, validate_eval
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError, validate_eval
+from genlab.config.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.metrics.evaluation import Evaluation, applicable, check_fits, evaluate
 from genlab.metrics.registry import METRICS
@@ -19,7 +19,7 @@ from genlab.metrics.inception import find_weights, resize_bilinear_tf1
 from genlab.models.base import GenerativeModel
 from genlab.models.gan import CGAN, GAN
 from genlab.models.vae import VAE
-from genlab.train import train
+from genlab.commands.train import train
 
 SETTINGS = ["n=40", "k=4", "batch_size=40", "kid_subsets=4", "kid_subset_size=20", "classifier.steps=20",
             "classifier.width=4", "classifier.features=16", "classifier.batch_size=16"]

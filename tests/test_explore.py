@@ -26,11 +26,11 @@ import torch
 from conftest import REPO, TINY, genlab
 from PIL import Image
 
-from genlab.compose import compose_jobs
+from genlab.config.compose import compose_jobs
 from genlab.explore.server import Explorer, ExploreServer
 from genlab.images import PADDING
-from genlab.sample import sample
-from genlab.train import train
+from genlab.commands.sample import sample
+from genlab.commands.train import train
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from genlab.metrics import inception
 from genlab.metrics.likelihood import nll_bounds
 from genlab.models import build_model
 from genlab.models.nets import ConvDecoder, subpixel_weights
-from genlab.runtime import AUTO_LAYOUT, native_bf16, resolve_layout
+from genlab.training.runtime import AUTO_LAYOUT, native_bf16, resolve_layout
 from conftest import REPO, TINY, genlab
 
 torch.set_num_threads(1)
@@ -179,7 +179,7 @@ def test_feature_precision_follows_the_cpu_and_the_override(monkeypatch):
 
 
 def test_native_bf16_respects_a_lower_kernel_limit():
-    code = "from genlab.runtime import native_bf16; print(native_bf16())"
+    code = "from genlab.training.runtime import native_bf16; print(native_bf16())"
     env = {**os.environ, "PYTHONPATH": str(REPO), "ONEDNN_MAX_CPU_ISA": "SSE41"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -12,8 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, genlab
-from genlab.config import ConfigError, validate_train
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError, validate_train
+from genlab.config.compose import compose_jobs
 from genlab.data.batches import Batch
 from genlab.models import build_model, optim
 from genlab.models.gan import Generator, diversity_ratio
@@ -319,8 +319,8 @@ def test_checkpoints_before_model_arch_ran_dcgan():
 
 @pytest.mark.parametrize("arch", ["infogan", "infogan_cr"])
 def test_infogan_cgan_samples_from_its_checkpoint_in_every_mode(tmp_path, arch):
-    from genlab.sample import load_model, render
-    from genlab.train import train
+    from genlab.commands.sample import load_model, render
+    from genlab.commands.train import train
 
     cfg = compose_jobs("train", [*TINY, "model=cgan", f"model.arch={arch}", "noise_dim=8"], False)[0]
     model = load_model(train(cfg, tmp_path / "run")["ckpt"])  # rebuilt from the checkpoint alone

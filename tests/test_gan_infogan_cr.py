@@ -12,7 +12,7 @@ import torch
 from conftest import TINY, explorer_api, genlab
 from test_gan import batch, composed, make
 
-from genlab.config import validate_train
+from genlab.config.validate import validate_train
 from genlab.models.gan_nets import InfoGANCRDiscriminator, InfoGANCRGenerator
 
 torch.set_num_threads(1)
@@ -139,9 +139,9 @@ def test_explore_serves_an_infogan_cr_cgan_through_the_model_interface(tmp_path)
     import numpy as np
     from PIL import Image
 
-    from genlab.compose import compose_jobs
+    from genlab.config.compose import compose_jobs
     from genlab.images import PADDING
-    from genlab.train import train
+    from genlab.commands.train import train
 
     # a large learning rate: two updates from the initial weights (N(0, 0.02²)) make z visible in 8-bit pixels
     overrides = [*TINY, "model=cgan", "model.arch=infogan_cr", "noise_dim=8", "trainer.max_steps=2", "model.lr=0.05"]

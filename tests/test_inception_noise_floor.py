@@ -64,10 +64,10 @@ def test_genlab_eval_reports_the_noise_floor_beside_the_inception_fid(tmp_path, 
     from conftest import TINY
     from omegaconf import OmegaConf
 
-    from genlab.compose import compose_jobs
+    from genlab.config.compose import compose_jobs
     from genlab.metrics import inception
     from genlab.metrics.evaluation import evaluate
-    from genlab.train import train
+    from genlab.commands.train import train
 
     train(compose_jobs("train", [*TINY, "model=gan", "trainer.max_steps=2"])[0], tmp_path / "run")
     monkeypatch.setattr(inception, "find_weights", lambda configured: tmp_path / "stand-in.pt")

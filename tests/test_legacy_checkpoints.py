@@ -30,9 +30,9 @@ from conftest import REPO, genlab
 from test_resume import assert_same, training_state
 from PIL import Image
 
-from genlab.compose import compose_jobs
-from genlab.sample import sample
-from genlab.train import train
+from genlab.config.compose import compose_jobs
+from genlab.commands.sample import sample
+from genlab.commands.train import train
 
 pytestmark = pytest.mark.foreign_fixtures
 

@@ -15,7 +15,7 @@ from conftest import REPO
 from omegaconf import OmegaConf
 
 import genlab.metrics.shapes as shapes_metric
-from genlab.compose import compose_jobs
+from genlab.config.compose import compose_jobs
 from genlab.data.shapes import NUM_IMAGES, factor_classes, render
 from genlab.metrics.evaluation import evaluate
 from genlab.metrics.shapes import nearest_real, shape_shares

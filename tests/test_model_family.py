@@ -59,7 +59,7 @@ def test_its_prior_is_the_models_own(tmp_path: Path):
         from image_noise import ImageNoise
     finally:
         sys.path.remove(str(FAMILIES))
-    from genlab.sample import latents
+    from genlab.commands.sample import latents
 
     model = ImageNoise({"noise_channels": 2}, {"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "weight_decay": 0.0},
                        (1, 16, 16), 0, torch.device("cpu"))

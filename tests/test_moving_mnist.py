@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import genlab, needs_mnist
 
-from genlab.checks import ConfigError
-from genlab.compose import compose_jobs
-from genlab.config import validate_train
+from genlab.config.checks import ConfigError
+from genlab.config.compose import compose_jobs
+from genlab.config.validate import validate_train
 from genlab.data import build_dataset
 from genlab.data.moving_mnist import DIGIT, RANGE, STEP, TEST_CLIPS, paste, trajectories
 

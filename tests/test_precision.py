@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_resume import assert_same, compose, logged, training_state
 
-from genlab.config import ConfigError, validate_train
+from genlab.config.validate import ConfigError, validate_train
 from genlab.models import optim
-from genlab.train import train
+from genlab.commands.train import train
 from genlab.training.checkpoint import load_checkpoint
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA, TINY, genlab, run_dirs
 
-from genlab.compose import compose_jobs
-from genlab.config import validate_train
+from genlab.config.compose import compose_jobs
+from genlab.config.validate import validate_train
 
 PRESETS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
 

@@ -19,10 +19,10 @@ import torch
 from conftest import REPO, TINY, genlab
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from genlab.config import ConfigError
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError
+from genlab.config.compose import compose_jobs
 from genlab.data.batches import Batches, TensorData
-from genlab.train import train
+from genlab.commands.train import train
 from genlab.training.checkpoint import CheckpointError, RunCheckpoints, load_checkpoint, save_checkpoint
 from genlab.training.loop import NonFiniteError, ScalarWindow, LoopSettings, fit
 

@@ -14,9 +14,9 @@ import time
 from conftest import TINY, genlab
 from test_sweep_locks import _environment, _hold, one_second, release_locks  # noqa: F401  (fixtures)
 
-from genlab import locks
-from genlab.compose import compose_command
-from genlab.train import _claim_run_dir
+from genlab.training import locks
+from genlab.config.compose import compose_command
+from genlab.commands.train import _claim_run_dir
 from genlab.training.checkpoint import load_checkpoint
 
 ENDLESS = [*TINY, "trainer.max_steps=1000000", "trainer.log_every=1", "trainer.sample_every=1000000"]

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from conftest import TINY, genlab
-from genlab.config import ConfigError
-from genlab.compose import compose_jobs
+from genlab.config.validate import ConfigError
+from genlab.config.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.images import to_uint8
-from genlab.sample import load_model, render, sample, slerp
-from genlab.train import train
+from genlab.commands.sample import load_model, render, sample, slerp
+from genlab.commands.train import train
 
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
 SIZE = 16  # TINY's image size

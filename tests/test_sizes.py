@@ -16,11 +16,11 @@ from conftest import TINY, genlab
 from omegaconf import OmegaConf
 
 from genlab import checks
-from genlab.checks import ConfigError, require_fits
-from genlab.compose import compose_jobs
+from genlab.config.checks import ConfigError, require_fits
+from genlab.config.compose import compose_jobs
 from genlab.metrics import evaluation, likelihood, progress
-from genlab.sample import sample
-from genlab.train import train
+from genlab.commands.sample import sample
+from genlab.commands.train import train
 
 torch.set_num_threads(1)  # tiny networks, a shared machine
 

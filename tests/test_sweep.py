@@ -275,8 +275,8 @@ def test_job_threads_divide_the_cores():
 def test_slurm_launcher_takes_resources_from_the_hardware_group():
     from hydra import compose, initialize_config_dir
 
-    import genlab.train  # noqa: F401  (registers the genlab_gpus resolver)
-    from genlab.compose import config_dir
+    import genlab.commands.train  # noqa: F401  (registers the genlab_gpus resolver)
+    from genlab.config.compose import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         gpu = compose("train", ["hydra/launcher=slurm", "hardware=gpu", "hardware.threads=6"], return_hydra_config=True)

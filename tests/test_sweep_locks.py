@@ -14,8 +14,9 @@ import time
 import pytest
 from conftest import REPO, TINY, genlab
 
-from genlab import locks, sweep
-from genlab.compose import compose_command
+from genlab import sweep
+from genlab.training import locks
+from genlab.config.compose import compose_command
 
 SWEEP = ["train", "-m", "seed=0,1", *[o for o in TINY if not o.startswith("trainer.max_steps")]]
 

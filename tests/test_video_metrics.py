@@ -13,7 +13,7 @@ from conftest import genlab, needs_mnist
 from PIL import Image
 from test_video_vae import FRAMES, SIZE, model, tiny
 
-from genlab.checks import ConfigError
+from genlab.config.checks import ConfigError
 from genlab.data.moving_mnist import MovingMNIST
 from genlab.images import PADDING
 from genlab.metrics import registry, video

@@ -13,13 +13,13 @@ from conftest import genlab, needs_mnist
 from PIL import Image
 from test_resume import assert_same, logged, training_state
 
-from genlab.checks import ConfigError
-from genlab.compose import compose_jobs
-from genlab.config import validate_train
+from genlab.config.checks import ConfigError
+from genlab.config.compose import compose_jobs
+from genlab.config.validate import validate_train
 from genlab.data.batches import Batch
 from genlab.images import PADDING
 from genlab.models.video_vae import VideoVAE
-from genlab.train import train
+from genlab.commands.train import train
 
 FRAMES, SIZE = 6, 16
 MODEL = {"static_dim": 3, "dynamic_dim": 2, "hidden": 16, "width": 8, "beta": 1.0, "lr": 1e-3, "betas": [0.9, 0.999],

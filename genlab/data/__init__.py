@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from genlab.checks import ConfigError, require
+from genlab.config.checks import ConfigError, require
 from genlab.data.base import Dataset
 from genlab.data.batches import ImageData, binarize_static
 from genlab.errors import UserError
-from genlab.targets import migrate_section, target_class
+from genlab.config.targets import migrate_section, target_class
 
 # `dataset.name` → class, for the configs of checkpoints (and callers) from before `dataset._target_`.
 LEGACY_TARGETS = {"shapes": "genlab.data.shapes.ShapesDataset", "mnist": "genlab.data.mnist.MNIST",

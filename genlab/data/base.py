@@ -101,7 +101,7 @@ class Dataset:
 def require_files_keys(cfg: DictConfig, folders: tuple[str, ...], splits: tuple[str, ...]) -> None:
     """The keys of a dataset read from files: each of `folders` (dataset.root, …) a path,
     dataset.download true or false, dataset.split one of `splits`."""
-    from genlab.checks import ConfigError, require
+    from genlab.config.checks import ConfigError, require
 
     for key in folders:
         value = cfg.dataset[key]
@@ -114,7 +114,7 @@ def require_files_keys(cfg: DictConfig, folders: tuple[str, ...], splits: tuple[
 
 def require_conv_size(cfg: DictConfig, largest: int, bound: str) -> None:
     """dataset.image_size a multiple of 4 from 8 to `largest` (`bound` says where that comes from)."""
-    from genlab.checks import ConfigError
+    from genlab.config.checks import ConfigError
 
     size = cfg.dataset.image_size
     if size < 8 or size % 4 or size > largest:

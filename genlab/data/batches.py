@@ -12,7 +12,7 @@ Murray 2011); "dynamic" draws afresh for every batch (as in Burda et al. 2016, "
 Autoencoders"), from a generator seeded by (seed, epoch, batch in epoch): the draw is a function of
 the batch's position, so resuming needs no generator state, only `ShuffledBatches.state_dict()`.
 
-Several processes (hardware=ddp, see genlab/distributed.py): each rank takes its rows of every
+Several processes (hardware=ddp, see genlab/training/distributed.py): each rank takes its rows of every
 global batch of the same order, and the dynamic binarization of a shard uses the same draws as
 those rows of the whole batch, so the ranks' shards together are exactly the single-process batch.
 Each epoch's order is moved to the device the images are gathered on once per epoch, not once per
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genlab.distributed import World
+from genlab.training.distributed import World
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
@@ -104,7 +104,7 @@ class Batch:
     def noise(self, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """N(0, I) noise of `shape` (shape[0] = this shard's images) on the batch's device, from
         torch's global RNG: the whole global batch's noise is drawn and this shard's rows kept,
-        so every rank's RNG stays in step with a single-process run (genlab/distributed.py)."""
+        so every rank's RNG stays in step with a single-process run (genlab/training/distributed.py)."""
         if self.shard.size == 1:
             return torch.randn(shape, device=self.images.device, dtype=dtype)
         everything = torch.randn((shape[0] * self.shard.size, *shape[1:]), device=self.images.device, dtype=dtype)
@@ -202,7 +202,7 @@ class ShuffledBatches:
 class Batches:
     """The training batches of one run: a ShuffledBatches order, gathered on the device as float in
     [0, 1], with a fresh Bernoulli draw per batch when `dynamic_binarize` (see the module docstring);
-    with a `shard` (genlab.distributed.World), that rank's rows of each batch of `batch_size` images.
+    with a `shard` (genlab.training.distributed.World), that rank's rows of each batch of `batch_size` images.
 
     `state_dict()` is the order's (epoch, batch_in_epoch): the only state the stream has.
     """

@@ -316,7 +316,7 @@ class CelebA(Dataset):
     def validate(cls, cfg) -> None:
         from omegaconf import OmegaConf
 
-        from genlab.checks import ConfigError, require
+        from genlab.config.checks import ConfigError, require
 
         require_files_keys(cfg, ("root", "cache_dir"), tuple(SPLITS))
         largest = require(cfg, "dataset.crop", "int", low=8, high=NATIVE_WIDTH)

@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from genlab.checks import ConfigError, require
+from genlab.config.checks import ConfigError, require
 from genlab.data.base import Dataset, Objects, require_files_keys
 from genlab.data.batches import ImageData, derived_seed
 
@@ -162,7 +162,7 @@ class MovingMNIST(Dataset):
 
         from omegaconf import OmegaConf
 
-        from genlab.compose import config_dir
+        from genlab.config.compose import config_dir
 
         still = OmegaConf.load(Path(config_dir()) / "dataset" / "mnist.yaml")
         still.merge_with({"root": dataset["root"], "download": dataset["download"], "split": "train", "binarize": "none"})

@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from genlab.checks import ConfigError
+from genlab.config.checks import ConfigError
 from genlab.data.base import Dataset
 from genlab.data.batches import ImageData, IndexedSubset
 

@@ -11,7 +11,7 @@ Routes (nothing else is served; no request names a file):
     POST /api/decode   {"seed": S, "label": K}            the latent `genlab sample seed=S n=1` draws
                        {"latents": [[…], …], "labels": […]} latents as flat lists (labels: cgan)
                        {"slerp": {"a": […], "b": […], "t": [t…]}, "labels": […]}   points on the
-                          great circle from a to b (genlab.sample.slerp, as `mode=interpolate`)
+                          great circle from a to b (genlab.commands.sample.slerp, as `mode=interpolate`)
                        → {"images": [PNG as base64…; a GIF for a model of clips], "latents": [[float32…]], "labels", "ms",
                           "command": the `genlab sample` command that writes images[0]}
     POST /api/encode   {"index": i}   the posterior mean of real image i (models with an encoder)
@@ -41,8 +41,8 @@ import torch
 from genlab import images
 from genlab.errors import UserError
 from genlab.models.base import capabilities
-from genlab.sample import latents as sample_latents
-from genlab.sample import slerp
+from genlab.commands.sample import latents as sample_latents
+from genlab.commands.sample import slerp
 
 MAX_BODY_BYTES = 1 << 20
 MAX_IMAGES = 64  # per request: a 4×4 neighbour strip, a class row, a batch of pins

@@ -1,4 +1,4 @@
-"""Metrics of one checkpoint: the work behind `genlab eval` and `eval.at_end` (see genlab/eval.py).
+"""Metrics of one checkpoint: the work behind `genlab eval` and `eval.at_end` (see genlab/commands/eval.py).
 
 Generated images are quantized to 8 bits (what a PNG of them holds) before any embedding, so both
 sets are seen at the same precision. eval.json keeps each metric with the settings that produced it;
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.checks import memory_budget, require_fits
+from genlab.config.checks import memory_budget, require_fits
 from genlab.errors import UserError
 from genlab.files import write_text_atomically
 from genlab.images import to_uint8
@@ -42,7 +42,7 @@ def check_fits(metrics: list[str], model, dataset: dict) -> None:
     registry.check_fits(metrics, model, dataset_class(dataset), dataset["name"])
 
 
-# The feasibility of an evaluation's sizes (see genlab.checks.require_fits), checked before any work.
+# The feasibility of an evaluation's sizes (see genlab.config.checks.require_fits), checked before any work.
 # fid, kid, pr and accuracy read a domain classifier trained on classifier.steps × batch_size images
 # (the default 2,000 × 128 = 2.6·10⁵); the bound is ~4,000× the default: days of CPU. Each metric's
 # own bounds are in its registry entry (genlab/metrics/registry.py).

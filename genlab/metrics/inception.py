@@ -19,7 +19,7 @@ and more), then torch-fidelity. A file must match the SHA-1: genlab never runs u
 Feature extraction runs the network as `FastInception`: the TorchScript graph rebuilt as plain
 PyTorch modules with each BatchNorm folded into its convolution (w·s, β − mean·s with s = 1/√(var + ε),
 ε = 0.001), in channels-last layout, and under bf16 autocast where the CPU computes bf16 natively
-(AVX-512 BF16 or AMX, genlab.runtime.native_bf16) and nothing forces float32 ($GENLAB_INCEPTION_PRECISION
+(AVX-512 BF16 or AMX, genlab.training.runtime.native_bf16) and nothing forces float32 ($GENLAB_INCEPTION_PRECISION
 =fp32). The fp32 features equal the TorchScript graph's to ~1e-6 relative; the bf16 FID's difference
 from the fp32 FID on the same images is in docs/performance.md, well inside the noise floor below.
 The precision is part of `weights_id`, so real statistics cached at one precision are not mixed with
@@ -169,7 +169,7 @@ class FastInception(nn.Module):
 def feature_precision() -> str:
     """'bf16' where this CPU computes bf16 natively and $GENLAB_INCEPTION_PRECISION does not say
     fp32; else 'fp32'. On a CUDA machine 'fp32' (the GPU settings are measured separately)."""
-    from genlab.runtime import native_bf16
+    from genlab.training.runtime import native_bf16
 
     wanted = os.environ.get("GENLAB_INCEPTION_PRECISION", "auto")
     if wanted not in ("auto", "fp32", "bf16"):

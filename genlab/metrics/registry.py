@@ -190,7 +190,7 @@ def _clips(name: str) -> Callable[..., dict]:
     return run
 
 
-# -- bounds on the work, checked before any (see genlab.checks.require_fits) ---------------------
+# -- bounds on the work, checked before any (see genlab.config.checks.require_fits) ---------------------
 
 # nll costs n·k decoder passes. Burda et al. 2016 report k=5000 on MNIST's 10,000 test images
 # (5·10⁷ passes); genlab runs at most 200 times that, ~18 days at the 6,558 passes/s of the default
@@ -203,7 +203,7 @@ INCEPTION_INPUT_VALUES = 3 * 299 * 299
 
 
 def _nll_limits(settings: dict, prefix: str) -> dict[str, int]:
-    from genlab.checks import require_fits
+    from genlab.config.checks import require_fits
 
     require_fits("metric nll", {"n": settings["n"], "k": settings["k"]}, lambda s: s["n"] * s["k"],
                  (MAX_DECODER_PASSES, f"the {MAX_DECODER_PASSES:.0e} genlab allows (200× Burda et al. 2016's k=5000 "
@@ -212,7 +212,7 @@ def _nll_limits(settings: dict, prefix: str) -> dict[str, int]:
 
 
 def _kid_limits(settings: dict, prefix: str) -> dict[str, int]:
-    from genlab.checks import require_fits
+    from genlab.config.checks import require_fits
 
     kernels = {"kid_subsets": settings["kid_subsets"], "kid_subset_size": min(settings["kid_subset_size"], settings["n"])}
     require_fits("metric kid", kernels, lambda s: s["kid_subsets"] * s["kid_subset_size"] ** 2,

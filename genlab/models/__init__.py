@@ -10,7 +10,7 @@ import torch
 
 from genlab.errors import CheckpointError
 from genlab.models.base import GenerativeModel
-from genlab.targets import migrate_section, target_class
+from genlab.config.targets import migrate_section, target_class
 
 # `model.name` → class, for the configs of checkpoints from before `model._target_`.
 LEGACY_TARGETS = {"vae": "genlab.models.vae.VAE", "gan": "genlab.models.gan.GAN", "cgan": "genlab.models.gan.CGAN"}

@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import nn
 
-from genlab.checks import ConfigError, require
+from genlab.config.checks import ConfigError, require
 
 
 def require_decay(cfg) -> None:

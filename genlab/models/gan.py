@@ -89,7 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.checks import ConfigError, require
+from genlab.config.checks import ConfigError, require
 from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import GenerativeModel

@@ -37,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from genlab.checks import require
+from genlab.config.checks import require
 from genlab.data.batches import Batch
 from genlab.models import optim
 from genlab.models.base import GenerativeModel

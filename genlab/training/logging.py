@@ -38,7 +38,7 @@ class RunLogger:
         self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
         self.samples_dir = run_dir / "samples"
         # A run killed while writing a grid leaves the write's temporary file; the run holds its
-        # directory's lock (genlab/locks.py), so no grid is being written (genlab sample writes
+        # directory's lock (genlab/training/locks.py), so no grid is being written (genlab sample writes
         # into samples/ too, unlocked, under other names).
         remove_stale_temporaries(self.samples_dir, "step_*.png")
         self.max_steps = max_steps

@@ -27,7 +27,7 @@ uninterrupted run on CPU.
 
 Per step the loop adds no host sync and a handful of small ops (the batch gather, one stack of the
 scalars); logs, grids and checkpoints happen on their cadence. Several processes (hardware=ddp):
-see genlab/distributed.py for what is shared between ranks and who writes.
+see genlab/training/distributed.py for what is shared between ranks and who writes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genlab import distributed
+from genlab.training import distributed
 from genlab.data.batches import Batches, ImageData, to_batch
 from genlab.errors import UserError
 from genlab.models import load_model_state, optim

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from genlab.checks import ConfigError, require
+from genlab.config.checks import ConfigError, require
 from genlab.data.base import Dataset
 from genlab.data.batches import ImageData
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genlab.checks import require
+from genlab.config.checks import require
 from genlab.models import optim
 from genlab.models.base import GenerativeModel
 from genlab.models.optim import make_optimizer

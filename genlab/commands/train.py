@@ -2,7 +2,7 @@
 
 Nothing below this module reads Hydra state: `train(cfg, run_dir)` takes a composed config and a
 directory, so it is usable from Python and tests without Hydra's app machinery. With
-cfg.resume set it continues that checkpoint in `run_dir` (see genlab/resume.py for the rules).
+cfg.resume set it continues that checkpoint in `run_dir` (see genlab/training/resume.py for the rules).
 
 Every run leaves a result record (genlab/sweep.py). In a sweep (-m) a failing job is recorded as
 failed and the sweep goes on to the next job; a re-run of the sweep skips finished jobs and resumes
@@ -11,7 +11,7 @@ unfinished ones from their last checkpoint. The sweep's summary and exit status 
 
 One process writes a run directory: `genlab train` (a resume too) locks it before anything is
 written there, and a second process with the same directory stops in one line naming the first's
-pid (genlab/locks.py; under hardware=ddp rank 0, the one that writes, holds it).
+pid (genlab/training/locks.py; under hardware=ddp rank 0, the one that writes, holds it).
 
 Exit status of `genlab train`: 0 done; 1 a bad input, a NaN/Inf loss, a failed checkpoint write or
 a run directory another process writes (one line on stderr); 128 + N after signal N (130 Ctrl-C,
@@ -30,10 +30,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import locks, sweep
-from genlab.command import fail, run_command
-from genlab.compose import compose_command, config_dir
-from genlab.config import ConfigError, check_output_dir, validate_train
+from genlab import sweep
+from genlab.training import locks
+from genlab.commands.wrapper import fail, run_command
+from genlab.config.compose import compose_command, config_dir
+from genlab.config.validate import ConfigError, check_output_dir, validate_train
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
@@ -48,7 +49,7 @@ if not OmegaConf.has_resolver("genlab_gpus"):
 
 def _record_resume(run_dir: Path, logger, step: int, source: Path, changes: dict, forced: bool) -> None:
     """Note a continuation in the run: TensorBoard text `resume` and an entry in resumes.yaml."""
-    from genlab.resume import describe
+    from genlab.training.resume import describe
 
     entry = {"step": step, "from": str(source), "time": datetime.datetime.now().isoformat(timespec="seconds"),
              "forced": forced, "changes": {k: list(v) for k, v in changes.items()}}
@@ -71,10 +72,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     from genlab.data import build_dataset
     from genlab.data.batches import Batches, on_device, to_batch
     from genlab.files import remove_stale_temporaries
-    from genlab.distributed import world
+    from genlab.training.distributed import world
     from genlab.models import build_model
-    from genlab.resume import check_resume, run_config, stored_overrides
-    from genlab.runtime import device_name, layout_note, prepare_nets, setup_device
+    from genlab.training.resume import check_resume, run_config, stored_overrides
+    from genlab.training.runtime import device_name, layout_note, prepare_nets, setup_device
     from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, refuse_overwrite, resolve
     from genlab.training.logging import RunLogger
     from genlab.training.loop import LoopSettings, fit
@@ -156,7 +157,7 @@ def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from genlab.distributed import planned_rank
+    from genlab.training.distributed import planned_rank
 
     main = planned_rank(cfg.hardware) == 0  # under hardware=ddp rank 0 writes the record and the log
     if not main:
@@ -219,8 +220,8 @@ def _prepare(parsed) -> list[str]:
     """Check every job of the command line before Hydra creates a directory; then lock the run's
     or the sweep's directory, and return the overrides that a resume adds (the stored ones, and the
     run's own directory) and those that pin the directory."""
-    from genlab.distributed import planned_rank
-    from genlab.resume import check_resume, continued_overrides, resume_target
+    from genlab.training.distributed import planned_rank
+    from genlab.training.resume import check_resume, continued_overrides, resume_target
     from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
 
     config_name, overrides = parsed.config_name or "train", list(parsed.overrides)
@@ -252,7 +253,7 @@ def _processes(jobs: list[DictConfig], multirun: bool) -> None:
     torchrun without hardware=ddp or with -m."""
     import os
 
-    from genlab import distributed
+    from genlab.training import distributed
 
     wanted = any(cfg.hardware.distributed for cfg in jobs)
     if not distributed.launched_by_torchrun():
@@ -268,18 +269,18 @@ def _processes(jobs: list[DictConfig], multirun: bool) -> None:
             raise ConfigError(f"torchrun started {os.environ['WORLD_SIZE']} processes but hardware.distributed=false: "
                               "add hardware=ddp")
         return
-    from genlab.runtime import device_name
+    from genlab.training.runtime import device_name
 
     hardware = OmegaConf.to_container(jobs[0].hardware, resolve=True)
     distributed.init(device_name(hardware).partition(":")[0])
 
 
 def _claim_run_dir(command) -> list[str]:
-    """Lock the run directory (genlab/locks.py) before Hydra creates it and writes .hydra/; return
+    """Lock the run directory (genlab/training/locks.py) before Hydra creates it and writes .hydra/; return
     the overrides that pin it (one named by the clock would be named again when Hydra starts).
     Under hardware=ddp rank 0, the one that writes, holds it, and every rank trains in rank 0's
     directory; the other ranks do not write .hydra/."""
-    from genlab import distributed
+    from genlab.training import distributed
     from genlab.training.checkpoint import hydra_value
 
     ranks = distributed.world()

@@ -37,9 +37,9 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.command import check_jobs, reports_errors, run_command
-from genlab.compose import config_dir
-from genlab.config import validate_eval, validate_hardware
+from genlab.commands.wrapper import check_jobs, reports_errors, run_command
+from genlab.config.compose import config_dir
+from genlab.config.validate import validate_eval, validate_hardware
 
 
 def print_table(result: dict) -> None:
@@ -64,7 +64,7 @@ def print_table(result: dict) -> None:
 @reports_errors("eval", required="genlab eval ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
     from genlab.metrics.evaluation import evaluate
-    from genlab.runtime import setup_device
+    from genlab.training.runtime import setup_device
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

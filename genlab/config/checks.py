@@ -1,4 +1,4 @@
-"""One-line checks of config values, shared by genlab/config.py and each model family's `validate`,
+"""One-line checks of config values, shared by genlab/config/validate.py and each model family's `validate`,
 and the one feasibility rule for the sizes a user types (`require_fits`)."""
 
 from __future__ import annotations

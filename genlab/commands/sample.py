@@ -49,9 +49,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checks import ConfigError, is_number
-from genlab.command import check_jobs, reports_errors, run_command
-from genlab.compose import config_dir
+from genlab.config.checks import ConfigError, is_number
+from genlab.commands.wrapper import check_jobs, reports_errors, run_command
+from genlab.config.compose import config_dir
 from genlab.errors import UserError
 
 MODES = ("grid", "interpolate", "traverse")
@@ -180,7 +180,7 @@ def check_sizes(model, mode: str, n: int, steps: int, batch_size: int | None, ou
 
     import torch
 
-    from genlab.checks import memory_budget, require_fits
+    from genlab.config.checks import memory_budget, require_fits
 
     latent = math.prod(model.prior(1, torch.Generator().manual_seed(0)).shape[1:])
     pixels = math.prod(model.image_shape)

@@ -2,9 +2,9 @@
 before any work, then run the command's Hydra app; errors a user can fix are one line.
 
     run_command(name, app, args, prepare)
-        1. Hydra's parse of ARGS (genlab/compose.py); a line that only inspects (--help, --cfg,
+        1. Hydra's parse of ARGS (genlab/config/compose.py); a line that only inspects (--help, --cfg,
            completion) goes straight to the app;
-        2. prepare(parsed): composes each job once (genlab.compose), checks it, may claim what the
+        2. prepare(parsed): composes each job once (genlab.config.compose), checks it, may claim what the
            run writes, and returns overrides to add (a run directory pinned, a resume's stored ones);
            a UserError there stops the command with `genlab NAME: error: …`, exit status 1, before
            Hydra creates any directory;
@@ -34,7 +34,7 @@ def fail(name: str, error: UserError | str) -> None:
 def run_command(name: str, app: Callable[[], None], args: list[str],
                 prepare: Callable[[Namespace], list[str]]) -> None:
     """`genlab NAME ARGS`: prepare (check, claim) unless the line only inspects, then the Hydra app."""
-    from genlab.compose import only_inspects, parse_command_line
+    from genlab.config.compose import only_inspects, parse_command_line
 
     parsed = parse_command_line(args)
     if not only_inspects(parsed):
@@ -47,11 +47,11 @@ def run_command(name: str, app: Callable[[], None], args: list[str],
 
 
 def check_jobs(name: str, check: Callable | None = None, sweeps: bool = False) -> Callable[[Namespace], list[str]]:
-    """A `prepare` that composes every job of the command line (genlab.compose: bad overrides, unknown
+    """A `prepare` that composes every job of the command line (genlab.config.compose: bad overrides, unknown
     keys, unreadable files) and runs `check(cfg)` on each; it adds no override. `sweeps`: -m runs
     one job per combination (otherwise the line is one job)."""
     def prepare(parsed: Namespace) -> list[str]:
-        from genlab.compose import compose_jobs
+        from genlab.config.compose import compose_jobs
 
         multirun = parsed.multirun if sweeps else False
         for cfg in compose_jobs(parsed.config_name or name, parsed.overrides, multirun, parsed.config_dir):

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genlab.checks import ConfigError
-from genlab.compose import parse_overrides
+from genlab.config.checks import ConfigError
+from genlab.config.compose import parse_overrides
 from genlab.training.checkpoint import hydra_value
 
 # The config keys that only say where to continue from; a checkpoint does not store them.
@@ -88,8 +88,8 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     """The config changes of continuing checkpoint `state` (from `path`) with the plain config
     `current`; raise ConfigError when one would alter training without force_resume, or when
     trainer.max_steps leaves nothing to do."""
-    from genlab.distributed import planned_size
-    from genlab.runtime import device_name
+    from genlab.training.distributed import planned_size
+    from genlab.training.runtime import device_name
 
     changes = config_changes(state["config"], current)
     # hardware.device=auto names different devices on different machines.

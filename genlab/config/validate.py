@@ -1,6 +1,6 @@
 """Checking a composed config before any work: one-line errors that name the key, value and fix.
 
-The commands compose their jobs with genlab.compose and check them here before Hydra creates a run
+The commands compose their jobs with genlab.config.compose and check them here before Hydra creates a run
 directory. The model family checks its own keys (its `validate`, genlab/models/base.py).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab.checks import ConfigError, is_number, memory_budget, require, require_fits
+from genlab.config.checks import ConfigError, is_number, memory_budget, require, require_fits
 from genlab.training.checkpoint import refuse_overwrite
 
 

@@ -50,13 +50,14 @@ from types import SimpleNamespace
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from genlab.checks import ConfigError
+from genlab.config.checks import ConfigError
 
 
 def config_dir() -> str:
     """configs/ inside the installed package, or the repository's top-level configs/."""
-    packaged = Path(__file__).parent / "configs"
-    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "configs")
+    package = Path(__file__).parents[1]  # genlab/
+    packaged = package / "configs"
+    return str(packaged if packaged.is_dir() else package.parent / "configs")
 
 
 def hydra_internals() -> SimpleNamespace:

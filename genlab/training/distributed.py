@@ -29,7 +29,7 @@ they only serve evaluation-mode sampling, and rank 0's are saved.
 
 Only rank 0 writes (TensorBoard events, samples, checkpoints, result records; under torchrun also
 Hydra's .hydra/ files, which Slurm tasks each write alike), so only rank 0 holds the run
-directory's lock (genlab/locks.py); the other ranks log warnings and errors only. Under torchrun,
+directory's lock (genlab/training/locks.py); the other ranks log warnings and errors only. Under torchrun,
 rank 0 picks the run directory (its clock) for every rank.
 """
 

@@ -74,7 +74,7 @@ def setup_device(hardware: dict) -> torch.device:
     if name.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
     if hardware["distributed"]:
-        from genlab.distributed import init
+        from genlab.training.distributed import init
 
         world = init(torch.device(name).type)
         if name.startswith("cuda"):  # one GPU per process
@@ -122,7 +122,7 @@ def prepare_nets(model, hardware: dict, device: torch.device) -> str:
         for name in model.nets:
             getattr(model, name).compile()
     if hardware["distributed"]:
-        from genlab.distributed import wrap_nets
+        from genlab.training.distributed import wrap_nets
 
         wrap_nets(model, device)
     return layout
