@@ -1,4 +1,7 @@
-"""The one exception type for problems a user can fix: its message is the one line they see."""
+"""The one exception type for problems a user can fix: its message is the one line they see, and
+`fail`, which stops a command with that line."""
+
+import sys
 
 
 class UserError(Exception):
@@ -7,3 +10,8 @@ class UserError(Exception):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be read or written; the message says why and what to do."""
+
+
+def fail(name: str, error: UserError | str) -> None:
+    """Stop `genlab NAME` with its one-line error (exit status 1)."""
+    sys.exit(f"genlab {name}: error: {error}")

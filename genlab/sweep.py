@@ -63,8 +63,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from genlab.training import locks
-from genlab.commands.wrapper import fail
-from genlab.errors import UserError
+from genlab.errors import UserError, fail
 from genlab.files import remove_stale_temporaries, write_atomically, write_text_atomically
 
 RECORD_NAME = "result.json"

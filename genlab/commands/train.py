@@ -32,10 +32,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab import sweep
 from genlab.training import locks
-from genlab.commands.wrapper import fail, run_command
+from genlab.commands.wrapper import run_command
 from genlab.config.compose import compose_command, config_dir
 from genlab.config.validate import ConfigError, check_output_dir, validate_train
-from genlab.errors import UserError
+from genlab.errors import UserError, fail
 
 log = logging.getLogger("genlab")
 

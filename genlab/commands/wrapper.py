@@ -23,12 +23,7 @@ import sys
 from argparse import Namespace
 from collections.abc import Callable
 
-from genlab.errors import UserError
-
-
-def fail(name: str, error: UserError | str) -> None:
-    """Stop `genlab NAME` with its one-line error (exit status 1)."""
-    sys.exit(f"genlab {name}: error: {error}")
+from genlab.errors import UserError, fail
 
 
 def run_command(name: str, app: Callable[[], None], args: list[str],
