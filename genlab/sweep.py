@@ -100,7 +100,7 @@ def dirname_overrides(overrides: list[str]) -> list[str]:
     that are the same for every job stay out of the names. Without a swept key every override
     names the one job.
     """
-    from genlab.config.compose import parse_overrides
+    from genlab.config.overrides import parse_overrides
 
     parsed = parse_overrides(overrides)
     task = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
@@ -116,7 +116,7 @@ def job_overrides(task_overrides: list[str]) -> dict:
     `resume` and `force_resume` say where a run continued from, not what the job is: left out, so
     that a job resumed by hand (genlab train resume=<job dir> trainer.max_steps=N) keeps its place
     in its sweep's summary."""
-    from genlab.config.compose import parse_overrides
+    from genlab.config.overrides import parse_overrides
     from genlab.training.resume import RESUME_KEYS
 
     typed = {}
@@ -261,7 +261,7 @@ def claim_sweep_dir(root: Path | None, from_clock: bool) -> list[str]:
     A directory named by the time (`from_clock`: `${now:…}` in hydra.sweep.dir, the default) is
     claimed by creating it (genlab.training.locks.claim), and pinned with a hydra.sweep.dir override. Any
     other directory is the user's to re-run into: SweepRunning when another launcher holds it."""
-    from genlab.training.checkpoint import hydra_value
+    from genlab.config.overrides import hydra_value
 
     if root is None:
         return []

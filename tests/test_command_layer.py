@@ -14,7 +14,8 @@ import hydra
 import pytest
 from conftest import REPO, TINY
 
-from genlab.config.compose import TESTED_HYDRA, hydra_internals, parse_overrides, sweep_jobs
+from genlab.config.compose import TESTED_HYDRA, hydra_internals
+from genlab.config.overrides import parse_overrides, sweep_jobs
 
 # Runs `genlab ARGS` in one process with Hydra's compose API counted, and prints the count.
 COUNTING = """

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from genlab.config.checks import ConfigError
-from genlab.config.compose import compose_command, parse_command_line, parse_overrides
+from genlab.config.compose import compose_command, parse_command_line
+from genlab.config.overrides import parse_overrides
 
 
 def test_hydra_argv_parser_reads_genlabs_flags():

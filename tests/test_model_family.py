@@ -92,7 +92,7 @@ def test_a_family_without_an_encoder_sweeps_explores_and_gets_the_metrics_that_f
     assert jobs == ["model.noise_channels=1", "model.noise_channels=2"]
     assert not list((tmp_path / "sweep").glob("*.png"))  # its family draws no sweep figure
     ckpt = tmp_path / "sweep" / "model.noise_channels=2" / "checkpoints" / "last.pt"
-    from genlab.training.checkpoint import hydra_value
+    from genlab.config.overrides import hydra_value
 
     quoted = hydra_value(str(ckpt))  # a job directory's name holds '='
 

@@ -34,7 +34,7 @@ from genlab import sweep
 from genlab.training import locks
 from genlab.commands.wrapper import run_command
 from genlab.config.compose import compose_command, config_dir
-from genlab.config.validate import ConfigError, check_output_dir, validate_train
+from genlab.config.validate import ConfigError, validate_train
 from genlab.errors import UserError, fail
 
 log = logging.getLogger("genlab")
@@ -222,7 +222,7 @@ def _prepare(parsed) -> list[str]:
     run's own directory) and those that pin the directory."""
     from genlab.training.distributed import planned_rank
     from genlab.training.resume import check_resume, continued_overrides, resume_target
-    from genlab.training.checkpoint import load_checkpoint, resolve, run_dir_of
+    from genlab.training.checkpoint import check_output_dir, load_checkpoint, resolve, run_dir_of
 
     config_name, overrides = parsed.config_name or "train", list(parsed.overrides)
     target = resume_target(overrides)
@@ -281,7 +281,7 @@ def _claim_run_dir(command) -> list[str]:
     Under hardware=ddp rank 0, the one that writes, holds it, and every rank trains in rank 0's
     directory; the other ranks do not write .hydra/."""
     from genlab.training import distributed
-    from genlab.training.checkpoint import hydra_value
+    from genlab.config.overrides import hydra_value
 
     ranks = distributed.world()
     run_dir, pin = command.output_dir, command.output_dir_from_clock

@@ -32,7 +32,7 @@ written for, so an upgrade fails there, loudly, before a user's run does):
   OmegaConf refused it (their errors name no file, or not in one line).
 Public pieces, each pinned by a test as well:
 - `OverridesParser` and `Override`: the override grammar (quoting, sweeps `a=1,2`, `+key`, `~key`),
-  and a sweep's jobs, in the order Hydra's basic sweeper runs them (`sweep_jobs`);
+  and a sweep's jobs, in the order Hydra's basic sweeper runs them (genlab/config/overrides.py);
 - `hydra.runtime.choices` of a config composed with Hydra's node: the option of every group,
   keyed `group` or `group@package`, which Hydra accepts back as an override.
 """
@@ -51,6 +51,7 @@ from types import SimpleNamespace
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genlab.config.checks import ConfigError
+from genlab.config.overrides import parse_overrides, sweep_jobs
 
 
 def config_dir() -> str:
@@ -79,43 +80,9 @@ def parse_command_line(args: list[str]) -> Namespace:
     return hydra_internals().get_args_parser().parse_args(args)
 
 
-def sweep_jobs(overrides: list[str]) -> list[list[str]]:
-    """The jobs of a sweep (-m): the product of every override's values, the last override of a key
-    replacing earlier ones, in the order Hydra's basic sweeper runs them (the first key varies
-    slowest); ConfigError for a sweep it cannot run (an interval)."""
-    import itertools
-
-    per_key: dict[str, list[str]] = {}
-    for override in parse_overrides(overrides):
-        key = override.get_key_element()
-        if not override.is_sweep_override():
-            per_key[key] = [f"{key}={override.get_value_element_as_str()}"]
-        elif override.is_discrete_sweep():
-            per_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:
-            raise ConfigError(f"{override.input_line}: genlab's sweeps take lists of values (a=1,2) or ranges "
-                              "(a=range(1,4)), not intervals")
-    return [list(job) for job in itertools.product(*per_key.values())]
-
-
 def only_inspects(parsed: Namespace) -> bool:
     """Whether the parsed command line only prints something (help, config, completion)."""
     return bool(parsed.help or parsed.hydra_help or parsed.cfg or parsed.shell_completion or parsed.info)
-
-
-def parse_overrides(overrides: list[str]) -> list:
-    """Hydra's parsed overrides; ConfigError naming the one that cannot be read."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    parser, parsed = OverridesParser.create(), []
-    for override in overrides:  # one at a time, to name the one that fails
-        try:
-            parsed += parser.parse_overrides([override])
-        except OverrideParseException as e:
-            raise ConfigError(f"cannot read {override!r} ({str(e).splitlines()[0]}): quote a value with special "
-                              "characters, e.g. \"resume='outputs/x/beta=4,noise_dim=16'\"") from None
-    return parsed
 
 
 def _keys(tree: dict, prefix: str = "") -> set[str]:

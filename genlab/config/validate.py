@@ -6,14 +6,11 @@ directory. The model family checks its own keys (its `validate`, genlab/models/b
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.config.checks import ConfigError, is_number, memory_budget, require, require_fits
-from genlab.training.checkpoint import refuse_overwrite
 
 
 def validate_train(cfg: DictConfig) -> None:
@@ -162,18 +159,3 @@ def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:
     weights = OmegaConf.select(cfg, f"{prefix}inception.weights")
     if weights is not None and not (isinstance(weights, str) and weights.strip()):
         raise ConfigError(f"{prefix}inception.weights={weights!r} is not allowed: expected null or a file path")
-
-
-def check_output_dir(path: Path | None, multirun: bool, *, fresh: bool) -> None:
-    """Raise a UserError when Hydra could not create the run (or sweep) directory `path`, or when a
-    fresh run would write over a run directory that already holds a checkpoint."""
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    if path is None:  # set from values known only at run time: Hydra reports those
-        return
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{key}={path} cannot be created: {existing} is not a directory; choose another {key}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path} cannot be written: {existing} is read-only for this user; choose another {key}")
-    if fresh and not multirun:
-        refuse_overwrite(path, f"choose another {key}")

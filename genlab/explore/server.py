@@ -240,7 +240,7 @@ class Explorer:
                 "labels": None if labels is None else labels.tolist(), "ms": ms, "command": self.command(seed_options)}
 
     def command(self, options: list[str]) -> str:
-        from genlab.training.checkpoint import hydra_value
+        from genlab.config.overrides import hydra_value
 
         out = "explore_" + "_".join(o.split("=")[0] if o.startswith("latent") else o.replace("=", "") for o in options)
         words = ["genlab sample", shlex.quote(f"ckpt={hydra_value(str(self.ckpt))}"), "n=1",

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import genlab
 from genlab.errors import CheckpointError
+from genlab.config.checks import ConfigError
+from genlab.config.overrides import hydra_value
 from genlab.files import remove_stale_temporaries, write_atomically
 
 FORMAT_VERSION = 1
@@ -42,15 +44,6 @@ def run_dir_of(ckpt: Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
-def hydra_value(text: str) -> str:
-    """`text` as a Hydra override value: quoted when it holds characters the override grammar
-    reads (a sweep job's directory is named like `beta=4,noise_dim=16`). Inside quotes a
-    backslash is literal except before a quote or at the end, where it is doubled."""
-    if re.fullmatch(r"[\w./+@%:-]+", text):
-        return text
-    return "'" + re.sub(r"(\\*)('|$)", lambda m: 2 * m.group(1) + ("\\'" if m.group(2) else ""), text) + "'"
-
-
 def resume_command(ckpt: Path, *overrides: str) -> str:
     """The shell command that continues from `ckpt` (a run's last.pt is named by its run directory)."""
     target = run_dir_of(ckpt) if ckpt.name == LAST else ckpt
@@ -66,6 +59,21 @@ def refuse_overwrite(run_dir: Path, otherwise: str) -> None:
     last = run_dir / "checkpoints" / LAST
     if last.exists():
         raise CheckpointError(f"{run_dir} already holds a trained run: continue it with `{resume_command(last)}`, or {otherwise}")
+
+
+def check_output_dir(path: Path | None, multirun: bool, *, fresh: bool) -> None:
+    """Raise a UserError when Hydra could not create the run (or sweep) directory `path`, or when a
+    fresh run would write over a run directory that already holds a checkpoint."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if path is None:  # set from values known only at run time: Hydra reports those
+        return
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {existing} is not a directory; choose another {key}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path} cannot be written: {existing} is read-only for this user; choose another {key}")
+    if fresh and not multirun:
+        refuse_overwrite(path, f"choose another {key}")
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

@@ -18,8 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genlab.config.checks import ConfigError
-from genlab.config.compose import parse_overrides
-from genlab.training.checkpoint import hydra_value
+from genlab.config.overrides import hydra_value, parse_overrides
 
 # The config keys that only say where to continue from; a checkpoint does not store them.
 RESUME_KEYS = ("resume", "force_resume")
