@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOCK_NAMES = {".genlab-sweep.lock", ".genlab-run.lock"}  # genlab/sweep.py, genlab/training/locks.py
+LOCK_NAMES = {".genlab-sweep.lock", ".genlab-run.lock"}  # genlab/sweep/locks.py, genlab/training/locks.py
 JOB_STARTED = re.compile(r"\]\[genlab\]\[INFO\] - ")  # the first line a job (or a skip) logs
 
 
@@ -410,7 +410,7 @@ def check_sweep(soaked: Path, clean: Path, steps: int, history: dict[str, list] 
         except (OSError, ValueError, KeyError) as e:
             problems.append(f"summary files unreadable ({type(e).__name__}: {e})")
     problems += check_files(soaked)
-    from genlab.sweep import sweep_running
+    from genlab.sweep.locks import sweep_running
 
     if sweep_running(soaked) is not None:
         problems.append("the sweep's lock is still held")

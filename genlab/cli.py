@@ -15,7 +15,7 @@ SUBCOMMANDS = {
     "sample": ("genlab.commands.sample", "write a PNG grid of samples from a checkpoint"),
     "explore": ("genlab.commands.explore", "a local web page that generates from a checkpoint as you drag sliders"),
     "eval": ("genlab.commands.eval", "metrics of a checkpoint (FID, KID, precision/recall, NLL, …) → table + eval.json"),
-    "summarize": ("genlab.sweep", "rebuild a sweep directory's summary (table, csv, json, plot)"),
+    "summarize": ("genlab.commands.summarize", "rebuild a sweep directory's summary (table, csv, json, plot)"),
 }
 
 USAGE = """usage: genlab <command> [hydra overrides and flags]

@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import REPO, TINY, genlab
 
-from genlab import sweep
+from genlab.commands import summarize as summarize_command
+from genlab.sweep import jobs, records, summary
 
 JOBS_2X2 = ["beta=1,noise_dim=2", "beta=1,noise_dim=3", "beta=4,noise_dim=2", "beta=4,noise_dim=3"]
 SWEEP_2X2 = ["train", "-m", "beta=1,4", "noise_dim=2,3", *TINY, "trainer.keep_last=2", "hydra.sweep.dir=sweep"]
@@ -138,7 +139,7 @@ def test_a_job_resumed_by_hand_keeps_its_place_in_the_summary(tmp_path):
     rows = read_csv(root / "summary.csv")
     assert [(r["job"], r["beta"], r["steps"]) for r in rows] == [("beta=1", "1", "6"), ("beta=4", "4", "6")]
     assert "resume" not in rows[0] and "force_resume" not in rows[0]
-    assert sweep.varying_keys(sweep.load_records(root)) == ["beta"]
+    assert records.varying_keys(records.load_records(root)) == ["beta"]
 
 
 def test_a_failing_job_is_recorded_and_the_other_finishes_side_by_side(tmp_path):
@@ -204,7 +205,7 @@ def test_summarize_bad_path_or_record_is_one_line(tmp_path, content, expected):
         if content:
             (path / "job" / "result.json").write_text(content)
     with pytest.raises(SystemExit) as exit_:
-        sweep.run([str(path)])
+        summarize_command.run([str(path)])
     message = str(exit_.value.code)
     assert message.startswith("genlab summarize: error: ") and expected in message and "\n" not in message
     assert not (tmp_path / "sweep" / "summary.csv").exists()
@@ -220,7 +221,7 @@ def test_without_matplotlib_the_plot_is_skipped_in_one_line(sweep_2x2, tmp_path,
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     out = io.StringIO()
-    sweep.summarize(tmp_path, Console(file=out, width=200))
+    summary.summarize(tmp_path, Console(file=out, width=200))
     assert "rate–distortion plot skipped: matplotlib is not installed (pip install 'genlab[plots]')" in out.getvalue()
     assert not (tmp_path / "rate_distortion.png").exists() and (tmp_path / "summary.csv").is_file()
 
@@ -231,13 +232,13 @@ def _record(tmp_path, status, overrides):
 
 def test_only_an_ok_record_of_the_same_overrides_is_skipped(tmp_path):
     overrides = {"beta": 4, "model": "vae"}
-    assert not sweep.is_finished(tmp_path, overrides)
+    assert not records.is_finished(tmp_path, overrides)
     for status in ("running", "failed"):
         _record(tmp_path, status, overrides)
-        assert not sweep.is_finished(tmp_path, overrides)
+        assert not records.is_finished(tmp_path, overrides)
     _record(tmp_path, "ok", overrides)
-    assert sweep.is_finished(tmp_path, overrides)
-    assert not sweep.is_finished(tmp_path, {"beta": 4, "model": "vae", "trainer.max_steps": 10})
+    assert records.is_finished(tmp_path, overrides)
+    assert not records.is_finished(tmp_path, {"beta": 4, "model": "vae", "trainer.max_steps": 10})
 
 
 def test_a_restart_clears_the_earlier_attempt_only(tmp_path):
@@ -245,31 +246,31 @@ def test_a_restart_clears_the_earlier_attempt_only(tmp_path):
                  ".hydra/config.yaml", "train.log"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x")
-    sweep.clear_attempt(tmp_path)
+    jobs.clear_attempt(tmp_path)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [".hydra/config.yaml", "train.log"]
 
 
 def test_job_names_are_path_safe_and_short():
-    assert sweep.job_dirname("beta=4,noise_dim=16") == "beta=4,noise_dim=16"
-    assert sweep.job_dirname("") == "default"
-    assert "/" not in sweep.job_dirname("dataset.root=/data/mnist,beta=1")
-    long_a, long_b = (sweep.job_dirname(",".join(f"key{i}={i}{tail}" for i in range(60))) for tail in "ab")
-    assert len(long_a.encode()) <= sweep.MAX_DIRNAME_BYTES and long_a != long_b
+    assert jobs.job_dirname("beta=4,noise_dim=16") == "beta=4,noise_dim=16"
+    assert jobs.job_dirname("") == "default"
+    assert "/" not in jobs.job_dirname("dataset.root=/data/mnist,beta=1")
+    long_a, long_b = (jobs.job_dirname(",".join(f"key{i}={i}{tail}" for i in range(60))) for tail in "ab")
+    assert len(long_a.encode()) <= jobs.MAX_DIRNAME_BYTES and long_a != long_b
 
 
 def test_only_swept_keys_name_the_job_directories():
     key = "hydra.job.config.override_dirname.exclude_keys"
-    assert sweep.dirname_overrides(["beta=1,4", "trainer.max_steps=5", "hardware=cpu", "hydra.sweep.dir=x"]) == [
+    assert jobs.dirname_overrides(["beta=1,4", "trainer.max_steps=5", "hardware=cpu", "hydra.sweep.dir=x"]) == [
         f"{key}=[hardware,trainer.max_steps]"]
-    assert sweep.dirname_overrides(["beta=4", "trainer.max_steps=5"]) == []  # one job: every override names it
+    assert jobs.dirname_overrides(["beta=4", "trainer.max_steps=5"]) == []  # one job: every override names it
 
 
 def test_job_threads_divide_the_cores():
     cores = len(os.sched_getaffinity(0))
-    assert sweep.job_threads({"n_jobs": 2}) == max(1, cores // 2)
-    assert sweep.job_threads({"n_jobs": -1}) == 1  # joblib: -1 runs as many jobs as cores
-    assert sweep.job_threads({"cpus_per_task": 3, "gpus_per_node": 1}) == 3
-    assert sweep.job_threads({}) is None
+    assert jobs.job_threads({"n_jobs": 2}) == max(1, cores // 2)
+    assert jobs.job_threads({"n_jobs": -1}) == 1  # joblib: -1 runs as many jobs as cores
+    assert jobs.job_threads({"cpus_per_task": 3, "gpus_per_node": 1}) == 3
+    assert jobs.job_threads({}) is None
 
 
 def test_slurm_launcher_takes_resources_from_the_hardware_group():

@@ -14,7 +14,8 @@ import time
 import pytest
 from conftest import REPO, TINY, genlab
 
-from genlab import sweep
+from genlab.commands import summarize as summarize_command
+from genlab.sweep import locks as sweep_locks
 from genlab.training import locks
 from genlab.config.compose import compose_command
 
@@ -86,7 +87,7 @@ def test_two_launches_of_one_sweep_at_once_one_refuses_in_one_line(tmp_path):
 
 def test_a_running_sweep_is_refused_and_its_directory_left_alone(tmp_path):
     (tmp_path / "sweep").mkdir()
-    holder = _hold(tmp_path / "sweep" / sweep.SWEEP_LOCK, 60)
+    holder = _hold(tmp_path / "sweep" / sweep_locks.SWEEP_LOCK, 60)
     try:
         result = genlab(*SWEEP, "hydra.sweep.dir=sweep", cwd=tmp_path)
     finally:
@@ -95,27 +96,27 @@ def test_a_running_sweep_is_refused_and_its_directory_left_alone(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr == (f"genlab train: error: sweep sweep is already running (pid {holder.pid}): wait for it "
                              "to end, or choose another hydra.sweep.dir\n")
-    assert [p.name for p in (tmp_path / "sweep").iterdir()] == [sweep.SWEEP_LOCK]
+    assert [p.name for p in (tmp_path / "sweep").iterdir()] == [sweep_locks.SWEEP_LOCK]
 
 
 def test_a_killed_launcher_leaves_no_lock_behind(tmp_path):
     (tmp_path / "sweep").mkdir()
-    holder = _hold(tmp_path / "sweep" / sweep.SWEEP_LOCK, 60)
-    assert sweep.sweep_running(tmp_path / "sweep") == f" (pid {holder.pid})"
+    holder = _hold(tmp_path / "sweep" / sweep_locks.SWEEP_LOCK, 60)
+    assert sweep_locks.sweep_running(tmp_path / "sweep") == f" (pid {holder.pid})"
     holder.kill()  # SIGKILL: the kernel releases the lock
     holder.wait()
-    assert sweep.sweep_running(tmp_path / "sweep") is None
+    assert sweep_locks.sweep_running(tmp_path / "sweep") is None
 
 
 def test_time_named_sweep_directories_of_one_second_do_not_collide(tmp_path, one_second, release_locks):
-    first = sweep.claim_sweep_dir(*claimable(["seed=0,1"]))
-    second = sweep.claim_sweep_dir(*claimable(["seed=0,1"]))
+    first = sweep_locks.claim_sweep_dir(*claimable(["seed=0,1"]))
+    second = sweep_locks.claim_sweep_dir(*claimable(["seed=0,1"]))
     (a,), (b,) = first, second
     assert (a, b) == ("hydra.sweep.dir=outputs/multirun/2026-01-02/03-04-05",
                       "hydra.sweep.dir=outputs/multirun/2026-01-02/03-04-05-2")
     for override in (a, b):
         root = tmp_path / override.split("=", 1)[1]
-        assert sweep.sweep_running(root) == f" (pid {os.getpid()})"
+        assert sweep_locks.sweep_running(root) == f" (pid {os.getpid()})"
 
 
 def claimable(overrides):
@@ -125,16 +126,16 @@ def claimable(overrides):
 
 def test_a_named_sweep_directory_is_claimed_once(tmp_path, monkeypatch, release_locks):
     monkeypatch.chdir(tmp_path)
-    assert sweep.claim_sweep_dir(*claimable(["seed=0,1", "hydra.sweep.dir=mine"])) == []
-    with pytest.raises(sweep.SweepRunning, match=r"^sweep mine is already running \(pid \d+\): wait for it to end, "
+    assert sweep_locks.claim_sweep_dir(*claimable(["seed=0,1", "hydra.sweep.dir=mine"])) == []
+    with pytest.raises(sweep_locks.SweepRunning, match=r"^sweep mine is already running \(pid \d+\): wait for it to end, "
                                                  r"or choose another hydra.sweep.dir$"):
-        sweep.claim_sweep_dir(*claimable(["seed=0,1", "hydra.sweep.dir=mine"]))
+        sweep_locks.claim_sweep_dir(*claimable(["seed=0,1", "hydra.sweep.dir=mine"]))
 
 
 def test_a_job_still_running_elsewhere_is_waited_for(tmp_path, capsys):
     holder = _hold(tmp_path / locks.RUN_LOCK, 1.5)
     start = time.perf_counter()
-    with sweep.job_lock(tmp_path):
+    with sweep_locks.job_lock(tmp_path):
         waited = time.perf_counter() - start
     holder.wait()
     assert waited > 1.0
@@ -147,9 +148,9 @@ def test_summarize_of_a_running_sweep_prints_the_table_only(tmp_path, capsys):
     (tmp_path / "job" / "result.json").write_text(json.dumps(
         {"overrides": {"seed": 0}, "status": "running", "error": None, "steps": None, "wall_s": None, "metrics": {},
          "config": {}}))
-    holder = _hold(tmp_path / sweep.SWEEP_LOCK, 60)
+    holder = _hold(tmp_path / sweep_locks.SWEEP_LOCK, 60)
     try:
-        sweep.run([str(tmp_path)])
+        summarize_command.run([str(tmp_path)])
     finally:
         holder.kill()
         holder.wait()

@@ -4,10 +4,10 @@ Nothing below this module reads Hydra state: `train(cfg, run_dir)` takes a compo
 directory, so it is usable from Python and tests without Hydra's app machinery. With
 cfg.resume set it continues that checkpoint in `run_dir` (see genlab/training/resume.py for the rules).
 
-Every run leaves a result record (genlab/sweep.py). In a sweep (-m) a failing job is recorded as
+Every run leaves a result record (genlab/sweep/records.py). In a sweep (-m) a failing job is recorded as
 failed and the sweep goes on to the next job; a re-run of the sweep skips finished jobs and resumes
 unfinished ones from their last checkpoint. The sweep's summary and exit status come from
-`genlab.sweep.SweepSummary` when it ends.
+`genlab.sweep.callback.SweepSummary` when it ends.
 
 One process writes a run directory: `genlab train` (a resume too) locks it before anything is
 written there, and a second process with the same directory stops in one line naming the first's
@@ -30,21 +30,24 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import sweep
 from genlab.training import locks
 from genlab.commands.wrapper import run_command
 from genlab.config.compose import compose_command, config_dir
 from genlab.config.validate import ConfigError, validate_train
 from genlab.errors import UserError, fail
+from genlab.sweep.jobs import (JobRecord, clear_attempt, device_gpus, dirname_overrides, error_line, job_dirname,
+                               job_overrides, job_threads, resume_point)
+from genlab.sweep.locks import claim_sweep_dir, job_lock
+from genlab.sweep.records import RECORD_NAME, is_finished
 
 log = logging.getLogger("genlab")
 
 # A sweep job's directory is named by its swept overrides ("beta=4,noise_dim=16").
 if not OmegaConf.has_resolver("genlab_job_dirname"):
-    OmegaConf.register_new_resolver("genlab_job_dirname", sweep.job_dirname)
+    OmegaConf.register_new_resolver("genlab_job_dirname", job_dirname)
 # GPUs the Slurm launcher asks for (configs/hydra/launcher/slurm.yaml).
 if not OmegaConf.has_resolver("genlab_gpus"):
-    OmegaConf.register_new_resolver("genlab_gpus", sweep.device_gpus)
+    OmegaConf.register_new_resolver("genlab_gpus", device_gpus)
 
 
 def _record_resume(run_dir: Path, logger, step: int, source: Path, changes: dict, forced: bool) -> None:
@@ -108,7 +111,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     start = resume["step"] if resume else 0
     logger = RunLogger(run_dir, start, trainer.max_steps) if ranks.main else None  # only rank 0 writes
     if ranks.main:  # a record write killed with the run left its temporary file; the lock says none is in flight
-        remove_stale_temporaries(run_dir, sweep.RECORD_NAME)
+        remove_stale_temporaries(run_dir, RECORD_NAME)
     if logger and resume:
         _record_resume(run_dir, logger, start, source, changes, forced=cfg.force_resume)
     elif logger:
@@ -171,27 +174,27 @@ def _app(cfg: DictConfig) -> None:
             locks.hold_run_dir(run_dir, from_clock=False)
         except UserError as e:
             fail("train", e)
-    with sweep.job_lock(run_dir) if multirun and main else contextlib.nullcontext():
+    with job_lock(run_dir) if multirun and main else contextlib.nullcontext():
         _job(cfg, run_dir, main, multirun, task_overrides, hydra_cfg)
 
 
 def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overrides: list[str], hydra_cfg) -> None:
     from genlab.training.signals import Interrupted, StopSignals
 
-    overrides = sweep.job_overrides(task_overrides)
+    overrides = job_overrides(task_overrides)
     if multirun:
-        if sweep.is_finished(run_dir, overrides):
-            log.info(f"skipped: {run_dir.name} finished in an earlier run of this sweep ({sweep.RECORD_NAME} says ok)")
+        if is_finished(run_dir, overrides):
+            log.info(f"skipped: {run_dir.name} finished in an earlier run of this sweep ({RECORD_NAME} says ok)")
             return
-        unfinished = sweep.resume_point(run_dir, cfg.trainer.max_steps)
+        unfinished = resume_point(run_dir, cfg.trainer.max_steps)
         if unfinished is not None:
             log.info(f"resuming {run_dir.name} from {unfinished}")
             cfg.resume = str(unfinished)
         elif main:
-            sweep.clear_attempt(run_dir)
+            clear_attempt(run_dir)
         if cfg.hardware.threads is None:
-            cfg.hardware.threads = sweep.job_threads(OmegaConf.to_container(hydra_cfg.launcher))
-    record = sweep.JobRecord(run_dir, overrides, OmegaConf.to_container(cfg, resolve=True)) if main else None
+            cfg.hardware.threads = job_threads(OmegaConf.to_container(hydra_cfg.launcher))
+    record = JobRecord(run_dir, overrides, OmegaConf.to_container(cfg, resolve=True)) if main else None
     try:
         # A family found through hydra.searchpath is found again when the run is resumed.
         searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath=")]
@@ -203,7 +206,7 @@ def _job(cfg: DictConfig, run_dir: Path, main: bool, multirun: bool, task_overri
         if record:
             record.fail(e)
         if multirun:  # the sweep goes on; SweepSummary reports the failure when it ends
-            log.error(f"job failed: {sweep.error_line(e)}", exc_info=not isinstance(e, UserError))
+            log.error(f"job failed: {error_line(e)}", exc_info=not isinstance(e, UserError))
             return
         if isinstance(e, UserError):
             fail("train", e)
@@ -244,7 +247,7 @@ def _prepare(parsed) -> list[str]:
             check_resume(resume, source, OmegaConf.to_container(cfg, resolve=True))
     _processes(command.jobs, parsed.multirun)
     if parsed.multirun:
-        return added + sweep.claim_sweep_dir(command.output_dir, command.output_dir_from_clock)
+        return added + claim_sweep_dir(command.output_dir, command.output_dir_from_clock)
     return added + _claim_run_dir(command)
 
 
@@ -296,7 +299,7 @@ def _claim_run_dir(command) -> list[str]:
 def _prepare_args(parsed) -> list[str]:
     """The overrides `_prepare` returns, and a sweep's directory-name ones."""
     added = _prepare(parsed)
-    return [*added, *sweep.dirname_overrides(parsed.overrides)] if parsed.multirun else added
+    return [*added, *dirname_overrides(parsed.overrides)] if parsed.multirun else added
 
 
 def run(args: list[str]) -> None:

@@ -6,7 +6,7 @@ line naming the holder's pid, and writes nothing there. The lock is taken before
 directory and writes .hydra/, wherever the directory is known then; one named by values Hydra sets
 only when it runs (`hydra.run.dir=outputs/${hydra:runtime.choices.model}`) is locked when the app
 starts, before genlab writes anything. A sweep's job holds the same lock in its own directory, and
-the sweep's launcher the sweep directory's (genlab/sweep.py).
+the sweep's launcher the sweep directory's (genlab/sweep/locks.py).
 
 The lock is flock(2): the kernel releases it when the process that holds it dies, kill -9 and
 crashes included, and a reboot or power loss leaves no holder. So the lock file a killed run leaves
