@@ -250,6 +250,20 @@ def test_a_restart_clears_the_earlier_attempt_only(tmp_path):
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [".hydra/config.yaml", "train.log"]
 
 
+def test_an_unfinished_job_continues_from_what_the_one_checkpoint_loader_accepts(tmp_path):
+    # The step is read through genlab's loader: a checkpoint it refuses (here one of a newer format,
+    # whose step is past max_steps) is resumed, so that the resume names the problem, never cleared.
+    last = tmp_path / "checkpoints" / "last.pt"
+    last.parent.mkdir()
+    torch.save({"format_version": 99, "step": 10}, last)
+    assert jobs.resume_point(tmp_path, max_steps=4) == last
+    torch.save({"format_version": 1, "step": 10}, last)
+    assert jobs.resume_point(tmp_path, max_steps=4) is None  # at max_steps: start again
+    torch.save({"format_version": 1, "step": 2}, last)
+    assert jobs.resume_point(tmp_path, max_steps=4) == last
+    assert jobs.resume_point(tmp_path / "none", max_steps=4) is None
+
+
 def test_job_names_are_path_safe_and_short():
     assert jobs.job_dirname("beta=4,noise_dim=16") == "beta=4,noise_dim=16"
     assert jobs.job_dirname("") == "default"

@@ -18,10 +18,11 @@ import shutil
 import time
 from pathlib import Path
 
-from genlab.errors import UserError
+from genlab.errors import CheckpointError, UserError
 from genlab.files import write_text_atomically
 from genlab.sweep.hparams import write_job_hparams
 from genlab.sweep.records import RECORD_NAME
+from genlab.training.checkpoint import load_checkpoint, resolve
 
 # What a job leaves in its run directory besides .hydra/ and its log: cleared before a restart.
 ATTEMPT_OUTPUTS = ("checkpoints", "samples", RECORD_NAME, "events.out.tfevents.*")
@@ -107,14 +108,12 @@ def resume_point(run_dir: Path, max_steps: int) -> Path | None:
     before step `max_steps`. None (start again) when there is none, or when it is already at
     max_steps: the job was killed after its final checkpoint, and the means of the final log window
     that its record holds are not in the checkpoint, so only a new attempt gives the same record."""
-    last = run_dir / "checkpoints" / "last.pt"
+    last = resolve(run_dir)
     if not last.is_file():
         return None
-    import torch
-
     try:  # mmap: the step without reading the weights
-        step = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("step")
-    except Exception:  # unreadable: resuming names the problem in the job's record
+        step = load_checkpoint(last, mmap=True).get("step")
+    except CheckpointError:  # unreadable: resuming names the problem in the job's record
         return last
     return last if not isinstance(step, int) or step < max_steps else None
 

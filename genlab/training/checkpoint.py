@@ -101,8 +101,10 @@ def _refusal(error: pickle.UnpicklingError) -> str:
     return f"it would call {found.group(1)}" if found.group(1) else found.group(0).strip().rstrip(".")
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a genlab checkpoint safely; raise CheckpointError with a one-line reason otherwise."""
+def load_checkpoint(path: str | Path, map_location="cpu", mmap: bool = False) -> dict:
+    """Load a genlab checkpoint safely (its config brought up to this genlab's keys); raise
+    CheckpointError with a one-line reason otherwise. `mmap`: the tensors stay in the file until
+    read, so a caller that wants only the step or the config does not read the weights."""
     path = resolve(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (pass a run directory or its checkpoints/last.pt)")
@@ -120,7 +122,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     import torch
 
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path} was refused and not loaded: {_refusal(e)}; only load checkpoints that genlab wrote") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
