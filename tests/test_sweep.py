@@ -226,6 +226,51 @@ def test_without_matplotlib_the_plot_is_skipped_in_one_line(sweep_2x2, tmp_path,
     assert not (tmp_path / "rate_distortion.png").exists() and (tmp_path / "summary.csv").is_file()
 
 
+def _plot_job(root, name, gamma, metrics, plot):
+    """A job record of a family from outside genlab whose YAML declares `plot` (or none)."""
+    (root / name).mkdir(parents=True)
+    config = {"model": {"gamma": gamma}, **({"summary_plot": plot} if plot else {})}
+    (root / name / "result.json").write_text(json.dumps({
+        "overrides": {"gamma": gamma}, "status": "ok", "error": None, "steps": 2, "wall_s": 1.0,
+        "metrics": metrics, "config": config}))
+
+
+def test_a_family_declares_the_summary_plot_as_data(tmp_path):
+    from rich.console import Console
+
+    plot = {"name": "spread", "label": "spread", "x": "a_nats", "y": "b_nats", "sort_by": "model.gamma", "sort_label": "γ"}
+    for gamma in (1, 2, 3):
+        _plot_job(tmp_path / "declared", f"gamma={gamma}", gamma, {"a_nats": gamma, "b_nats": 1 / gamma}, plot)
+        # the same metrics, no declaration: no plot (the summary names no family and no metric itself)
+        _plot_job(tmp_path / "undeclared", f"gamma={gamma}", gamma, {"recon_nats": gamma, "kl_nats": 1 / gamma}, None)
+    out = io.StringIO()
+    summary.summarize(tmp_path / "declared", Console(file=out, width=300))
+    png = (tmp_path / "declared" / "spread.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and f"spread plot: {tmp_path / 'declared' / 'spread.png'}" in out.getvalue()
+    images = [v.tensor.string_val for _, v in events(tmp_path / "declared") if v.tag == "sweep/spread"]
+    assert len(images) == 1 and images[0][2] == png
+    summary.summarize(tmp_path / "undeclared", Console(file=io.StringIO()))
+    assert not list((tmp_path / "undeclared").glob("*.png"))
+    assert not [v for _, v in events(tmp_path / "undeclared") if v.tag.startswith("sweep/")]
+
+
+def test_the_summary_code_names_no_family_term_and_imports_no_torch():
+    # The plot's terms come from the family's YAML: genlab/sweep/'s code (docstrings aside) holds none.
+    import ast
+
+    from test_layout_rules import _docstrings
+
+    for path in sorted((REPO / "genlab" / "sweep").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docs = _docstrings(tree)
+        words = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+        words += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)] + [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+        assert not [w for w in words for term in ("beta", "β", "kl_nats", "recon_nats") if term in w.lower()], path
+        modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        modules += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        assert not [m for m in modules if m.split(".")[0] == "torch" or m.startswith("genlab.models")], path
+
+
 def _record(tmp_path, status, overrides):
     (tmp_path / "result.json").write_text(json.dumps({"status": status, "overrides": overrides, "metrics": {}}))
 

@@ -12,7 +12,8 @@ from genlab.sweep.summary import summarize
 USAGE = """usage: genlab summarize PATH
 
 Rebuild the summary of a sweep directory from its jobs' result.json files: summary.csv,
-summary.json, rate_distortion.png and the sweep's TensorBoard event file; print the table.
+summary.json, the plots the jobs' model families declare (e.g. rate_distortion.png) and the
+sweep's TensorBoard event file; print the table.
 While the sweep is still running only the table is printed (its launcher writes the files).
   genlab summarize outputs/multirun/<date>/<time>"""
 

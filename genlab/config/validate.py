@@ -28,6 +28,7 @@ def validate_train(cfg: DictConfig) -> None:
     if cfg.force_resume and cfg.resume is None:
         raise ConfigError("force_resume=true needs resume=<run dir or checkpoint>: it accepts config changes when resuming")
     validate_hardware(cfg)
+    validate_summary_plot(cfg)
     from genlab.data import validate_dataset
 
     validate_dataset(cfg)
@@ -124,6 +125,18 @@ def validate_hardware(cfg: DictConfig) -> None:
     if cfg.hardware.distributed and ":" in device:
         raise ConfigError(f"hardware.device={device} is not allowed with hardware.distributed=true: each process "
                           "takes the GPU of its local rank; use hardware.device=cuda (or auto)")
+
+
+def validate_summary_plot(cfg: DictConfig) -> None:
+    """A family's declared sweep plot (genlab/sweep/plots.py): its name (a file name) and the two
+    metrics it draws, checked now rather than when the sweep ends."""
+    if OmegaConf.select(cfg, "summary_plot") is None:
+        return
+    for key in ("name", "x", "y"):
+        value = OmegaConf.select(cfg, f"summary_plot.{key}")
+        if not (isinstance(value, str) and re.fullmatch(r"[\w.-]+", value)):
+            raise ConfigError(f"summary_plot.{key}={value!r} is not allowed: expected a name of letters, digits, "
+                              "'_', '.' or '-' (name: the plot's file, x and y: metrics the model reports)")
 
 
 def validate_eval(cfg: DictConfig, prefix: str, metrics_key: str) -> None:

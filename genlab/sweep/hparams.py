@@ -90,12 +90,12 @@ def _image_summary(tag: str, png: bytes):
     return summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
 
 
-def write_sweep_events(root: Path, records: list[dict], metric_names: list[str], png: bytes | None) -> None:
-    """The sweep directory's own event file; it replaces the one an earlier summary wrote."""
+def write_sweep_events(root: Path, records: list[dict], metric_names: list[str], pngs: dict[str, bytes]) -> None:
+    """The sweep directory's own event file, with each plot (name → PNG bytes) as image sweep/<name>;
+    it replaces the one an earlier summary wrote."""
     earlier = list(root.glob("events.out.tfevents.*"))
     summaries = [(0, _experiment_summary(records, metric_names))]
-    if png is not None:
-        summaries.append((0, _image_summary("sweep/rate_distortion", png)))
+    summaries += [(0, _image_summary(f"sweep/{name}", png)) for name, png in pngs.items()]
     _write_events(root, summaries)
     for path in earlier:
         path.unlink(missing_ok=True)

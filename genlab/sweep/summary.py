@@ -2,8 +2,8 @@
 `genlab summarize PATH`):
     summary.csv, summary.json    one row per job: overrides, status, steps, wall time, metrics
     a rich table                 on the terminal
-    rate_distortion.png          for jobs that report recon_nats and kl_nats (genlab/sweep/plots.py)
-    TensorBoard                  the sweep's HParams experiment and the plot (genlab/sweep/hparams.py)
+    <name>.png                   each plot the jobs' families declare (genlab/sweep/plots.py)
+    TensorBoard                  the sweep's HParams experiment and the plots (genlab/sweep/hparams.py)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from genlab.files import remove_stale_temporaries, write_atomically, write_text_atomically
 from genlab.sweep.hparams import write_sweep_events
-from genlab.sweep.plots import PLOT_NAME, rate_distortion_png
+from genlab.sweep.plots import declared_plots, plot_png
 from genlab.sweep.records import keys_in_order, load_records
 
 
@@ -74,20 +74,25 @@ def summarize(root: Path, console=None, running: str | None = None) -> list[dict
         return records
     # Writes of these files killed with an earlier launcher left temporary files; no one else writes
     # them now (this launcher holds the sweep's lock, or, for `genlab summarize`, no launcher does).
-    for name in ("summary.csv", "summary.json", PLOT_NAME):
+    plots = declared_plots(records)
+    for name in ("summary.csv", "summary.json", *(f"{plot}.png" for plot in plots)):
         remove_stale_temporaries(root, name)
     write_text_atomically(root / "summary.csv", _csv(records, metric_names))
     write_text_atomically(root / "summary.json", json.dumps({"sweep_dir": str(root), "jobs": records}, indent=2) + "\n")
     notes = [f"summary: {root / 'summary.csv'}, {root / 'summary.json'}"]
-    try:
-        png = rate_distortion_png(records)
-    except ImportError:
-        png = None
-        notes.append("rate–distortion plot skipped: matplotlib is not installed (pip install 'genlab[plots]')")
-    if png is not None:
-        write_atomically(root / PLOT_NAME, lambda f: f.write(png))
-        notes.append(f"rate–distortion plot: {root / PLOT_NAME}")
-    write_sweep_events(root, records, metric_names, png)
+    pngs = {}
+    for name, plot in plots.items():
+        label = plot.get("label", name)
+        try:
+            png = plot_png(plot, records)
+        except ImportError:
+            notes.append(f"{label} plot skipped: matplotlib is not installed (pip install 'genlab[plots]')")
+            continue
+        if png is not None:
+            write_atomically(root / f"{name}.png", lambda f: f.write(png))
+            notes.append(f"{label} plot: {root / f'{name}.png'}")
+            pngs[name] = png
+    write_sweep_events(root, records, metric_names, pngs)
     console.print(_table(root, records, metric_names))
     for note in notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)

@@ -24,8 +24,9 @@ from genlab.config.overrides import hydra_value, parse_overrides
 RESUME_KEYS = ("resume", "force_resume")
 FREE = ("trainer.max_steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every",
         "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads", "hardware.compile")
-# Sections whose keys may all change: eval.* says what to measure at the end, not how to train.
-FREE_SECTIONS = ("eval.",)
+# Sections whose keys may all change: eval.* says what to measure at the end, summary_plot.* what a
+# sweep's summary draws (genlab/sweep/plots.py; absent from checkpoints that predate it), not how to train.
+FREE_SECTIONS = ("eval.", "summary_plot.")
 ABSENT = "(absent)"  # the value shown for a key one of the two configs lacks
 DEVICE_IN_USE = "device in use"  # hardware.device resolved (auto → cuda or cpu) on this machine
 PROCESSES = "processes"  # ranks of a hardware=ddp run (1 otherwise): a GAN's BatchNorm sees B / ranks images
