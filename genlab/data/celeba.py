@@ -25,8 +25,8 @@ Classes for a conditional model: k chosen attributes a_1 … a_k give class Σ_i
 
 Cache: <cache_dir>/celeba_<split>_crop<crop>_<size>px_<key>.npy, one uint8 array N×3×size×size,
 where key hashes the preprocessing (format version, crop, size, filter), the resolved image folder
-and the names of the split's images in order. It is written to a temporary file, fsynced and renamed
-(a crash leaves no partial cache), and later loads memory-map it copy-on-write, so pages are read on
+and the names of the split's images in order. It is written atomically (genlab/files.py:
+a crash leaves no partial cache), and later loads memory-map it copy-on-write, so pages are read on
 demand and shared between runs through the page cache. Decoding runs in a thread pool of
 torch.get_num_threads() threads (hardware.threads): PIL releases the GIL while it decodes and resizes.
 """
@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -51,6 +49,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from genlab.data.base import Dataset, require_conv_size, require_files_keys
 from genlab.data.batches import TensorData
 from genlab.errors import UserError
+from genlab.files import replacing
 
 log = logging.getLogger("genlab")
 
@@ -229,32 +228,19 @@ def decode_to_cache(image_dir: Path, files: list[str], crop: int, size: int, pat
     if missing:
         raise UserError(f"{len(missing):,} of the {len(files):,} images listed are missing from {image_dir} "
                         f"(first: {missing[0]}): the folder is incomplete; unpack img_align_celeba.zip there again")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache_dir may be shared by a lab's users
-    except OSError as e:
-        raise UserError(f"cannot write the CelebA cache into {path.parent} ({e.strerror}): set dataset.cache_dir "
-                        "(or GENLAB_CACHE_DIR) to a writable folder") from None
     threads = torch.get_num_threads()
     log.info(f"decoding {len(files):,} CelebA images (crop {crop} px → {size} px) with {threads} threads into {path}")
     start = time.perf_counter()
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
-        _decode_all([image_dir / name for name in files], crop, size, out, threads)
-        out.flush()
-        del out
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as tmp:  # genlab's one atomic writer (a cache_dir may be shared by a lab's users)
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, size, size))
+            _decode_all([image_dir / name for name in files], crop, size, out, threads)
+            out.flush()
+            del out
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"cannot write the CelebA cache {path} ({e.strerror}): free space there or set "
-                        "dataset.cache_dir (or GENLAB_CACHE_DIR) to another folder") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                        "dataset.cache_dir (or GENLAB_CACHE_DIR) to a writable folder") from None
     log.info(f"decoded {len(files):,} images in {time.perf_counter() - start:.1f} s")
 
 
