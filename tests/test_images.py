@@ -44,3 +44,24 @@ def test_npz_with_fewer_images_than_announced_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="got 4 images, expected 10"):
         write_npz([torch.zeros(4, 1, 2, 2, dtype=torch.uint8)], 10, (1, 2, 2), tmp_path / "short.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorboard_grids_have_the_png_files_pixels(tmp_path):
+    # One 8-bit rule for every image genlab writes: TensorBoard's own conversion of floats truncates.
+    import io
+
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from genlab.training.logging import RunLogger
+
+    images = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    images[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 127.5 / 255, 0.999])  # a tie, and 254.7 (truncated: 254)
+    logger = RunLogger(tmp_path, 0, 10, interactive=False)
+    logger.images(5, {"samples": (images, 2)})
+    logger.close()
+    png = np.asarray(Image.open(tmp_path / "samples" / "step_0000005_samples.png"))
+    logged = [v.tensor.string_val[2] for path in tmp_path.glob("events.out.tfevents.*")
+              for e in EventFileLoader(str(path)).Load() for v in e.summary.value if v.tag == "images/samples"]
+    assert len(logged) == 1
+    tensorboard = np.asarray(Image.open(io.BytesIO(logged[0])).convert("RGB"))
+    assert np.array_equal(tensorboard, png) and png[2, 2:5, 0].tolist() == [0, 255, 128]

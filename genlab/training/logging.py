@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.tensorboard import SummaryWriter
 
 from genlab.files import remove_stale_temporaries
-from genlab.images import grid, write_png
+from genlab.images import grid, to_uint8, write_png
 
 log = logging.getLogger("genlab")
 
@@ -69,11 +69,12 @@ class RunLogger:
             log.info(f"step {step}/{self.max_steps} · {line} · eta {eta_s:.0f} s")
 
     def images(self, step: int, grids: dict[str, tuple[torch.Tensor, int]]) -> None:
-        """Each grid goes to TensorBoard and to samples/step_<step>_<name>.png."""
+        """Each grid goes to TensorBoard and to samples/step_<step>_<name>.png, with the same 8-bit
+        pixels (`to_uint8`, rounding: given floats, TensorBoard would truncate 255·v instead)."""
         self.samples_dir.mkdir(exist_ok=True)
         for name, (images, per_row) in grids.items():
             picture = grid(images, per_row)
-            self.writer.add_image(f"images/{name}", picture, step)
+            self.writer.add_image(f"images/{name}", to_uint8(picture.cpu()), step)
             write_png(picture, self.samples_dir / f"step_{step:07d}_{name}.png")
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
