@@ -1,6 +1,5 @@
-"""From a command line to composed configs: every use of Hydra beyond `@hydra.main` lives here.
-(One module over ~350 lines on purpose: all genlab asks of Hydra's composition, so a Hydra upgrade
-is checked in one file.)
+"""From a command line to composed configs: every use of Hydra beyond `@hydra.main` lives here
+(the override grammar in overrides.py), so a Hydra upgrade is checked in one place.
 
 genlab checks a command line before Hydra's app creates a run or sweep directory, so a bad value
 costs nothing and leaves nothing behind. `compose_command` composes each job once (every

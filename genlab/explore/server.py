@@ -1,5 +1,8 @@
 """genlab explore's server: one checkpoint's model behind a small JSON API and one static page.
 
+One module just past ~350 lines on purpose: the model side (Explorer) and the HTTP side (Handler)
+answer the same routes, which change together with page.html's requests.
+
 The standard library's ThreadingHTTPServer: no dependency, works offline, and the time per request
 is the model's (docs in README "Explore": ~1 ms per 32 px image on one CPU core). Model calls take a
 lock, so requests decode one at a time; the page keeps at most one request in flight.

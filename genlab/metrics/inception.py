@@ -1,5 +1,8 @@
 """Inception FID with the protocol of Lucic et al. 2018 ("Are GANs Created Equal? A Large-Scale Study").
 
+One module just past ~350 lines on purpose: the protocol (resize, network, weights, cached real
+statistics, FID and its noise floor) is one recipe, checked as a whole against the published numbers.
+
     n generated images vs the first n test images (10,000 vs 10,000 in their Table 2);
     grayscale tiled to 3 channels; uint8 pixels v resized to 299×299 by TF1's tf.image.resize_bilinear
     (align_corners=False: output pixel i reads input position i·in/out, no half-pixel offset), which

@@ -1,5 +1,8 @@
 """GAN and class-conditional GAN: DCGAN, InfoGAN or InfoGAN-CR networks, non-saturating or hinge loss, an EMA generator.
 
+One module just past ~350 lines on purpose: a family is one module plus one YAML (DESIGN.md), and the
+class-conditional GAN is the GAN's update rule with labels; the networks are in gan_nets.py.
+
 Networks, picked by `model.arch` (genlab/models/gan_nets.py): `dcgan` (default; Radford et al. 2016,
 "Unsupervised Representation Learning with Deep Convolutional GANs"): the generator maps z ~ N(0, I)
 through a linear projection and stride-2 transposed convolutions with BatchNorm + ReLU to tanh output
