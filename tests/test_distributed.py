@@ -72,7 +72,7 @@ def test_two_processes_train_as_one(tmp_path):
 def test_the_ranks_shards_are_the_single_process_batch():
     # Dynamic binarization draws per pixel: the shards must get the draws of their rows of the whole batch.
     from genlab.data.batches import Batches, TensorData
-    from genlab.training.distributed import World
+    from genlab.data.batches import World
 
     data = TensorData(torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8), torch.arange(40), ("any",))
     cpu = torch.device("cpu")

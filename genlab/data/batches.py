@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import torch
 
-from genlab.training.distributed import World
 from genlab.errors import UserError
 
 log = logging.getLogger("genlab")
@@ -93,6 +92,26 @@ class IndexedSubset(ImageData):
 
     def factors(self, index: torch.Tensor) -> torch.Tensor:
         return self.data.factors(self.index[index])
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks of one run: a batch carries it as its shard, so it lives
+    here, beside the batches; genlab/training/distributed.py starts the ranks and names this process's."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0  # which GPU of this node
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes files."""
+        return self.rank == 0
+
+    def rows(self, batch: int) -> slice:
+        """This rank's rows of a global batch of `batch` images."""
+        per_rank = batch // self.size
+        return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
 
 @dataclass
@@ -202,7 +221,7 @@ class ShuffledBatches:
 class Batches:
     """The training batches of one run: a ShuffledBatches order, gathered on the device as float in
     [0, 1], with a fresh Bernoulli draw per batch when `dynamic_binarize` (see the module docstring);
-    with a `shard` (genlab.training.distributed.World), that rank's rows of each batch of `batch_size` images.
+    with a `shard` (a World), that rank's rows of each batch of `batch_size` images.
 
     `state_dict()` is the order's (epoch, batch_in_epoch): the only state the stream has.
     """

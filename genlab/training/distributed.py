@@ -37,33 +37,14 @@ from __future__ import annotations
 
 import atexit
 import os
-from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 
+from genlab.data.batches import World
 from genlab.errors import UserError
 
 TIMEOUT = timedelta(minutes=30)  # a collective that waits longer than this means a rank died
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place among the ranks of one run."""
-
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0  # which GPU of this node
-
-    @property
-    def main(self) -> bool:
-        """Rank 0: the one that writes files."""
-        return self.rank == 0
-
-    def rows(self, batch: int) -> slice:
-        """This rank's rows of a global batch of `batch` images."""
-        per_rank = batch // self.size
-        return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
 
 _world = World()
