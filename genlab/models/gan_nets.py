@@ -93,7 +93,18 @@ def tf_init(module: nn.Module) -> None:
     nn.init.zeros_(module.bias)
 
 
-class InfoGANGenerator(nn.Module):
+class SigmoidImageGenerator(nn.Module):
+    """The InfoGAN and InfoGAN-CR generators' shape: `first` (the fully connected layers), then
+    `rest` (the transposed convolutions) to a sigmoid image, mapped to [−1, 1]."""
+
+    def first_activations(self, v: torch.Tensor) -> torch.Tensor:
+        return self.first(v)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return 2 * torch.sigmoid(self.rest(self.first(v))) - 1  # their sigmoid image, in [−1, 1]
+
+
+class InfoGANGenerator(SigmoidImageGenerator):
     def __init__(self, image_shape, width: int, in_features: int):
         super().__init__()
         channels, size = image_shape[0], image_shape[-1]
@@ -107,12 +118,6 @@ class InfoGANGenerator(nn.Module):
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width, **TF_BN), nn.LeakyReLU(0.2),
             nn.ConvTranspose2d(width, channels, 4, 2, 1))
         self.apply(tf_init)
-
-    def first_activations(self, v: torch.Tensor) -> torch.Tensor:
-        return self.first(v)
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return 2 * torch.sigmoid(self.rest(self.first(v))) - 1  # their sigmoid image, in [−1, 1]
 
 
 class InfoGANDiscriminator(nn.Module):
@@ -141,7 +146,7 @@ def cr_widths(image_size: int, width: int) -> tuple[list[int], int]:
     return [width if k < len(sizes) - 2 else 2 * width for k in range(len(sizes))], sizes[-1]
 
 
-class InfoGANCRGenerator(nn.Module):
+class InfoGANCRGenerator(SigmoidImageGenerator):
     def __init__(self, image_shape, width: int, in_features: int):
         super().__init__()
         channels, size = image_shape[0], image_shape[-1]
@@ -155,12 +160,6 @@ class InfoGANCRGenerator(nn.Module):
         layers.append(nn.ConvTranspose2d(up[-1], channels, 4, 2, 1))
         self.rest = nn.Sequential(*layers)
         self.apply(tf_init)
-
-    def first_activations(self, v: torch.Tensor) -> torch.Tensor:
-        return self.first(v)
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return 2 * torch.sigmoid(self.rest(self.first(v))) - 1  # their sigmoid image, in [−1, 1]
 
 
 class InfoGANCRDiscriminator(nn.Module):
