@@ -15,7 +15,7 @@ import torch
 from conftest import TINY, genlab
 from omegaconf import OmegaConf
 
-from genlab import checks
+from genlab.config import checks
 from genlab.config.checks import ConfigError, require_fits
 from genlab.config.compose import compose_jobs
 from genlab.metrics import evaluation, likelihood, progress
