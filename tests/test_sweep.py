@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 
@@ -252,6 +252,21 @@ def test_a_family_declares_the_summary_plot_as_data(tmp_path):
     summary.summarize(tmp_path / "undeclared", Console(file=io.StringIO()))
     assert not list((tmp_path / "undeclared").glob("*.png"))
     assert not [v for _, v in events(tmp_path / "undeclared") if v.tag.startswith("sweep/")]
+
+
+def test_a_sweep_recorded_before_records_held_the_plot_gets_its_familys(sweep_2x2, tmp_path):
+    # result.json files written before summary_plot existed: the family's YAML declares it today.
+    from rich.console import Console
+
+    old = tmp_path / "old"
+    shutil.copytree(sweep_2x2[0], old)
+    for record in old.glob("*/result.json"):
+        content = json.loads(record.read_text())
+        del content["config"]["summary_plot"]
+        record.write_text(json.dumps(content))
+    (old / "rate_distortion.png").unlink()
+    summary.summarize(old, Console(file=io.StringIO()))
+    assert (old / "rate_distortion.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_summary_code_names_no_family_term_and_imports_no_torch():

@@ -13,12 +13,15 @@ module draws any such declaration without knowing the family (and without torch)
                                 joined by a line in its order, each point annotated `<sort_label>=<value>`
       sort_label: <symbol>      (default: the key's last name)
 
-A plot holds the ok jobs that declare it and report both of its metrics.
+A plot holds the ok jobs that declare it and report both of its metrics. A record written before
+records held the declaration gets the one its family's YAML makes today (`shipped_declaration`).
 """
 
 from __future__ import annotations
 
+import functools
 import io
+from pathlib import Path
 
 from genlab.sweep.records import varying_keys
 
@@ -26,9 +29,24 @@ DECLARATION = "summary_plot"  # the config key of a family's declaration
 
 
 def _declaration(record: dict) -> dict | None:
-    """The plot a job's config declares, if any."""
-    plot = (record.get("config") or {}).get(DECLARATION)
+    """The plot a job's config declares, if any (its family's YAML's where the config predates it)."""
+    config = record.get("config") or {}
+    plot = config[DECLARATION] if DECLARATION in config else shipped_declaration(_config_value(config, "model.name"))
     return plot if isinstance(plot, dict) and plot.get("name") else None
+
+
+@functools.cache
+def shipped_declaration(family: str | None) -> dict | None:
+    """The plot declared by the configs/model/ YAML whose model.name is `family` (None: none declares one)."""
+    from omegaconf import OmegaConf
+
+    from genlab.config.compose import config_dir
+
+    for path in sorted(Path(config_dir(), "model").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if family is not None and OmegaConf.select(node, "model.name") == family and DECLARATION in node:
+            return OmegaConf.to_container(node[DECLARATION])
+    return None
 
 
 def declared_plots(records: list[dict]) -> dict[str, dict]:
