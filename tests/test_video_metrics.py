@@ -1,5 +1,5 @@
 """Metrics of clips (genlab/metrics/video.py), the clip likelihood, and conditional prediction
-(genlab/prediction.py): each formula on a hand-computed case, then `genlab eval` and
+(genlab/commands/prediction.py): each formula on a hand-computed case, then `genlab eval` and
 `genlab sample context=K` on a tiny model of clips."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from genlab.images import PADDING
 from genlab.metrics import registry, video
 from genlab.metrics.likelihood import nll_bounds
 from genlab.models.vae import VAE
-from genlab.prediction import check_context, errors
+from genlab.commands.prediction import check_context, errors
 
 torch.set_num_threads(1)
 

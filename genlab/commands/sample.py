@@ -27,7 +27,7 @@ Fréchet distance) go to a NumPy archive `.npz` holding `images`, uint8 N×H×W�
 order: a grid of thousands of images is too large to look at, and metrics want the pixels.
 `out=` picks either by its suffix. `context=K` (a model of clips) continues the first K frames of n
 test clips instead and prints the per-frame error beside copying the last seen frame
-(genlab/prediction.py). A model whose samples are clips (`clips`, genlab/models/base.py)
+(genlab/commands/prediction.py). A model whose samples are clips (`clips`, genlab/models/base.py)
 writes, for a .png, an animated GIF beside it (same name, .gif: frame t shows frame t of every clip,
 laid out as the grid would be) and makes the PNG a film strip (one clip per row, its frames left to
 right); its .npz holds `images` as uint8 N×T×H×W×C. Images are generated `batch_size` at a time from latents drawn
@@ -229,7 +229,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
            batch_size: int | None = None, latent=None, context: int | None = None) -> Path:
     """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
     images per forward pass (None: all at once); latent: one latent to decode, a list of numbers;
-    context: continue n test clips after this many frames instead (genlab/prediction.py)."""
+    context: continue n test clips after this many frames instead (genlab/commands/prediction.py)."""
     import torch
 
     from genlab import images
@@ -247,7 +247,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
         raise ConfigError(f"latent={latent!r} is not allowed: expected a list of finite numbers, e.g. latent=[0.5,-1.2,0.03]")
     ckpt_path = resolve(ckpt)  # a run directory means its checkpoints/last.pt
     if context is not None:
-        from genlab.prediction import sample_prediction
+        from genlab.commands.prediction import sample_prediction
 
         if mode != "grid" or label is not None or latent is not None:
             raise ConfigError("context= continues test clips, which mode=, label= and latent= do not apply to: drop them")
