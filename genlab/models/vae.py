@@ -64,7 +64,7 @@ class VAE(GenerativeModel):
     directions_title = "latent dimensions, most active first"
 
     def __init__(self, model: dict, optimizer: dict, image_shape, num_classes: int, device: torch.device):
-        self.image_shape = tuple(image_shape)
+        self.image_shape, self.device = tuple(image_shape), device
         self.latent_dim, self.beta = model["latent_dim"], model["beta"]
         self.likelihood, self.gaussian_std = model["likelihood"], model["gaussian_std"]
         self.encoder = ConvEncoder(image_shape, model["width"], 2 * self.latent_dim).to(device)
@@ -76,15 +76,14 @@ class VAE(GenerativeModel):
             self.encoder_ema, self.decoder_ema = self.encoder, self.decoder
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         self.optimizer = make_optimizer(params, optimizer)
-        self.device = device
 
     @classmethod
     def validate(cls, cfg) -> None:
         require(cfg, "beta", "number", low=0)  # the shorthands first: they are what a user types
         require(cfg, "noise_dim", "int", low=1)
         require(cfg, "model.beta", "number", low=0)
-        require(cfg, "model.latent_dim", "int", low=1)
-        require(cfg, "model.width", "int", low=1)
+        for key in ("latent_dim", "width"):
+            require(cfg, f"model.{key}", "int", low=1)
         require(cfg, "model.lr", "number", low=0, low_open=True)
         require(cfg, "model.likelihood", "str", choices=("bernoulli", "gaussian"))
         require(cfg, "model.gaussian_std", "number", low=0, low_open=True)
