@@ -26,7 +26,10 @@ Models of clips (genlab/metrics/video.py; nll then reports nats per clip and per
 Each metric is one entry of genlab/metrics/registry.py (what it needs, how it runs, its table rows);
 the shared work is in genlab/metrics/evaluation.py; this module is the command line: settings checked before
 any work (sizes that cannot fit in memory, or nll's n·k beyond registry.MAX_DECODER_PASSES, once the
-checkpoint says the image size), a rich table, one-line errors.
+checkpoint says the image size), a rich table, one-line errors. `sample_steps=K` decodes a model
+whose decode is an iterative solve (diffusion) with K solver steps instead of its checkpoint's own
+(genlab/models/base.py, set_sample_steps); eval.json records the steps and NFE with each metric that
+reads generated images.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.commands.wrapper import check_jobs, reports_errors, run_command
+from genlab.config.checks import require
 from genlab.config.compose import config_dir
 from genlab.config.validate import validate_eval, validate_hardware
 
@@ -48,7 +52,11 @@ def print_table(result: dict) -> None:
 
     from genlab.metrics.registry import METRICS
 
-    table = Table(title=f"{result['model']} on {result['dataset']}, step {result['step']}", title_justify="left")
+    title = f"{result['model']} on {result['dataset']}, step {result['step']}"
+    decoded = [result["metrics"][name] for name in result["computed"] if "sample_steps" in result["metrics"][name]]
+    if decoded:  # a family with solver steps: the figures hold at these only
+        title += f", sample_steps {decoded[0]['sample_steps']} (NFE {decoded[0]['nfe']})"
+    table = Table(title=title, title_justify="left")
     for column in ("metric", "value", "noise floor", "settings"):
         table.add_column(column)
     fmt = lambda v: "" if v is None else v if isinstance(v, str) else f"{v:.4g}"  # noqa: E731
@@ -75,6 +83,8 @@ def _app(cfg: DictConfig) -> None:
 def check(cfg: DictConfig) -> None:
     """ConfigError for the first bad evaluation setting or hardware key."""
     validate_eval(cfg, "", "metrics")
+    if cfg.sample_steps is not None:  # whether the checkpoint's family has solver steps is known once it is loaded
+        require(cfg, "sample_steps", "int", low=1)
     validate_hardware(cfg)
 
 

@@ -36,6 +36,10 @@ batch by batch. stderr gets the generation rate in images per second (the networ
 Sizes whose latents and images cannot fit in memory, or whose .npz cannot fit on its disk, are
 refused before any image is made, naming the largest n (or steps, batch_size) that fits.
 
+`sample_steps=K` decodes a model whose decode is an iterative solve (diffusion) with K solver steps
+instead of its checkpoint's own (genlab/models/base.py, set_sample_steps: a one-pass family refuses
+it); the default file name then says so (…_sample_steps4_seed0.png).
+
 The same checkpoint, options and seed give the same file, byte for byte.
 """
 
@@ -59,19 +63,22 @@ FORMATS = (".png", ".npz")
 GRID_MAX = 1024  # images in a PNG grid (32×32); more go to an .npz
 
 
-def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, seed: int, latent=None) -> Path:
+def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, seed: int, latent=None,
+                sample_steps: int | None = None) -> Path:
     """<run dir>/samples/sample_n64_seed0.png, interpolate_label2_n64_steps8_seed0.png, sample_n10000_seed0.npz,
-    latent_label2_<8 hex digits of the latent's hash>.png, …"""
+    latent_label2_<8 hex digits of the latent's hash>.png, sample_n64_sample_steps4_seed0.png, …"""
     import hashlib
 
     from genlab.training.checkpoint import run_dir_of
 
     run_dir = run_dir_of(ckpt)
+    solver = f"sample_steps{sample_steps}" if sample_steps is not None else ""
     if latent is not None:
         digest = hashlib.sha256(repr(list(latent)).encode()).hexdigest()[:8]
-        return run_dir / "samples" / ("_".join(filter(None, ["latent", f"label{label}" if label is not None else "", digest])) + ".png")
+        return run_dir / "samples" / ("_".join(filter(None, ["latent", f"label{label}" if label is not None else "", solver,
+                                                            digest])) + ".png")
     parts = ["sample" if mode == "grid" else mode, f"label{label}" if label is not None else "",
-             f"n{n}" if mode != "traverse" else "", f"steps{steps}" if mode != "grid" else "", f"seed{seed}"]
+             f"n{n}" if mode != "traverse" else "", f"steps{steps}" if mode != "grid" else "", solver, f"seed{seed}"]
     suffix = ".npz" if mode != "traverse" and n > GRID_MAX else ".png"
     return run_dir / "samples" / ("_".join(filter(None, parts)) + suffix)
 
@@ -226,19 +233,22 @@ class Rate:
 
 
 def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None,
-           batch_size: int | None = None, latent=None, context: int | None = None) -> Path:
+           batch_size: int | None = None, latent=None, context: int | None = None, sample_steps: int | None = None) -> Path:
     """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
     images per forward pass (None: all at once); latent: one latent to decode, a list of numbers;
-    context: continue n test clips after this many frames instead (genlab/commands/prediction.py)."""
+    context: continue n test clips after this many frames instead (genlab/commands/prediction.py);
+    sample_steps: solver steps of an iteratively decoding model (None: the checkpoint's own)."""
     import torch
 
     from genlab import images
+    from genlab.models.base import set_sample_steps
     from genlab.training.checkpoint import resolve
 
     if mode not in MODES:
         raise ConfigError(f"mode={mode!r} is not allowed: choose one of {', '.join(MODES)}")
     integers = [("n", n, 1), ("seed", seed, 0), ("steps", steps, 2)] + ([("label", label, 0)] if label is not None else []) \
-        + ([("batch_size", batch_size, 1)] if batch_size is not None else [])
+        + ([("batch_size", batch_size, 1)] if batch_size is not None else []) \
+        + ([("sample_steps", sample_steps, 1)] if sample_steps is not None else [])
     for key, value, low in integers:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{key}={value!r} is not allowed: expected an integer >= {low}")
@@ -251,15 +261,16 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 
         if mode != "grid" or label is not None or latent is not None:
             raise ConfigError("context= continues test clips, which mode=, label= and latent= do not apply to: drop them")
-        return sample_prediction(ckpt_path, load_model(ckpt_path), n, seed, out, context, batch_size)
-    out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent)
+        return sample_prediction(ckpt_path, set_sample_steps(load_model(ckpt_path), sample_steps), n, seed, out, context,
+                                 batch_size)
+    out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent, sample_steps)
     suffix = out_path.suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"out={out} is not allowed: name it *.png (a grid) or *.npz (every image as uint8)")
     if suffix == ".png" and mode != "traverse" and n > GRID_MAX:
         raise ConfigError(f"out={out} with n={n} is not allowed: a PNG grid holds at most {GRID_MAX} images; "
                           f"write all {n} with out=<name>.npz, or pass n<={GRID_MAX}")
-    model = load_model(ckpt_path)
+    model = set_sample_steps(load_model(ckpt_path), sample_steps)
     if latent is None:
         check_sizes(model, mode, n, steps, batch_size, out_path)
     z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed), latent)
@@ -285,7 +296,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 @reports_errors("sample", required="genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
     path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
-                  batch_size=cfg.batch_size, context=cfg.context,
+                  batch_size=cfg.batch_size, context=cfg.context, sample_steps=cfg.sample_steps,
                   latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
     print(path)
 

@@ -3,7 +3,14 @@
 Generated images are quantized to 8 bits (what a PNG of them holds) before any embedding, so both
 sets are seen at the same precision. eval.json keeps each metric with the settings that produced it;
 a later run on the same checkpoint step adds or replaces metrics, and `summary` holds flat scalars
-for tables (the sweep summary reads them). `check_sizes` refuses, before any metric runs, sizes
+for tables (the sweep summary reads them).
+
+A model whose decode is an iterative solve (diffusion: `sample_steps`, genlab/models/base.py) makes
+different images at different solver steps, so a figure of it means something only with its steps:
+`settings["sample_steps"]` (null: the checkpoint's own) is set on the model before any work, each
+metric that reads generated images records `sample_steps` and `nfe` in its section, the summary
+holds `<metric>_sample_steps` beside its figures, and a call at other steps than a figure it
+replaces or keeps in eval.json says so on stderr. `check_sizes` refuses, before any metric runs, sizes
 whose memory or nll work cannot fit; each long stage shows its progress (genlab/metrics/progress.py).
 """
 
@@ -93,7 +100,9 @@ class Evaluation:
         dataset = config["dataset"]
         if settings["data_root"] is not None and "root" in dataset:
             dataset = {**dataset, "root": settings["data_root"]}
-        model = model_from_checkpoint(state, device)
+        from genlab.models.base import set_sample_steps
+
+        model = set_sample_steps(model_from_checkpoint(state, device), settings.get("sample_steps"))
         return cls(model, config["model"]["name"], dataset, settings, device)
 
     # -- shared pieces -------------------------------------------------------------------------
@@ -134,6 +143,12 @@ class Evaluation:
                            "generation_device": str(self.device), "generation_batch_size": self.batch_size}
         return torch.cat(images)
 
+    def decode_settings(self) -> dict:
+        """What a figure of generated images depends on beyond the eval's settings: the solver steps
+        and network evaluations per image of a model with `sample_steps`; {} for a one-pass family."""
+        steps = getattr(self.model, "sample_steps", None)
+        return {} if steps is None else {"sample_steps": steps, "nfe": getattr(self.model, "nfe", 1)}
+
     def classifier(self):
         if self._classifier is None:
             from genlab.metrics.classifier import load_or_train
@@ -164,6 +179,21 @@ def eval_path(ckpt: Path) -> Path:
     return ckpt.parent / ("eval.json" if ckpt.stem == "last" else f"{ckpt.stem}.eval.json")
 
 
+def note_other_steps(previous: dict[str, dict], results: dict[str, dict], path: Path) -> None:
+    """Say on stderr which figures of eval.json were decoded at other solver steps than this call's:
+    those it replaces, and those it keeps beside its own (a table of both mixes two settings)."""
+    steps = {section["sample_steps"] for section in results.values() if "sample_steps" in section}
+    for name, section in previous.items():
+        old = section.get("sample_steps")
+        if old is None or not steps or old in steps:
+            continue
+        new = ", ".join(map(str, sorted(steps)))
+        if name in results:
+            log.info(f"{name} at sample_steps {new} replaces the figure at sample_steps {old} in {path}")
+        else:
+            log.warning(f"{path} keeps {name} at sample_steps {old} beside this call's figures at sample_steps {new}")
+
+
 def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) -> dict:
     """Run `metrics` ("auto" or a list) on a checkpoint; returns eval.json's content after writing it,
     with `path` (of eval.json) and `computed` (the metrics this call ran) added."""
@@ -181,10 +211,14 @@ def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) ->
         with contextlib.suppress(ValueError, OSError):
             previous = json.loads(path.read_text())
     kept = previous.get("metrics", {}) if previous.get("step") == state["step"] else {}
-    results = {}
+    decoding, results = run.decode_settings(), {}
     for name in names:
         start = time.perf_counter()
-        results[name] = {**registry.METRICS[name].run(run), "wall_s": round(time.perf_counter() - start, 1)}
+        section = registry.METRICS[name].run(run)
+        if registry.METRICS[name].generates:
+            section.update(decoding)
+        results[name] = {**section, "wall_s": round(time.perf_counter() - start, 1)}
+    note_other_steps(kept, results, path)
     merged = {**kept, **results}
     content = {"ckpt": str(ckpt.resolve()), "step": state["step"], "model": run.model_name, "dataset": run.dataset["name"],
                "summary": registry.summary(merged),

@@ -42,6 +42,8 @@ class Metric:
     classifier: bool = False                      # reads the domain classifier (its training size is bounded)
     held_bytes_per_value: int = 4                 # per image value held for all n images (0: a fixed number)
     limits: Callable[[dict, str], dict[str, int]] | None = None  # checks its own work bounds; sizes it adds to memory
+    generates: bool = True                        # reads images the model generates (its section records their
+                                                  # solver steps, genlab/metrics/evaluation.py); False: data only
 
 
 # -- the metrics' work ---------------------------------------------------------------------------
@@ -240,7 +242,9 @@ def _generation_cost(m: dict) -> str:
     (eval.json files written before this was recorded lack it.)"""
     if "nfe" not in m:
         return "generation cost not recorded"
-    return f"NFE {m['nfe']} (network evaluations per image), {m['ms_per_image']:.3g} ms/image on {m['generation_device']}"
+    steps = f" at sample_steps {m['sample_steps']}" if "sample_steps" in m else ""
+    return (f"NFE {m['nfe']} (network evaluations per image{steps}), {m['ms_per_image']:.3g} ms/image "
+            f"on {m['generation_device']}")
 
 
 def _nll_rows(m: dict) -> list[tuple]:
@@ -267,7 +271,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            summary=(("neg_elbo_nats", "neg_elbo_nats"), ("iwae_nll_nats", "iwae_nll_nats"),
                     ("neg_elbo_nats_per_frame", "neg_elbo_nats_per_frame"),
                     ("iwae_nll_nats_per_frame", "iwae_nll_nats_per_frame")),
-           model_needs=frozenset({"likelihood"}), reads=IMAGES | CLIPS, limits=_nll_limits),
+           model_needs=frozenset({"likelihood"}), reads=IMAGES | CLIPS, limits=_nll_limits, generates=False),
     Metric("fid", _fid,
            rows=lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
            settings=lambda m: f"{_classifier_settings(m)}; {_generation_cost(m)}",
@@ -290,7 +294,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            rows=lambda m: [("MIG", m["mig"], None)],
            settings=lambda m: f"{m['points']} points, {m['bins']} bins",
            summary=(("mig", "mig"),), model_needs=frozenset({"encoder"}), dataset_needs=frozenset({"factors"}),
-           held_bytes_per_value=0),  # reads MIG_POINTS images whatever n is
+           held_bytes_per_value=0, generates=False),  # reads MIG_POINTS images whatever n is
     Metric("shapes", _shapes,
            rows=_shapes_rows,
            settings=lambda m: f"n={m['n']}, nearest of 737,280 real images; mean dist² {m['mean_dist_sq']:.2f}",
@@ -368,9 +372,14 @@ def check_fits(names: list[str], model, dataset: type, dataset_name: str) -> Non
 
 
 def summary(metrics: dict[str, dict]) -> dict[str, float]:
-    """eval.json's flat `summary` of the metrics' sections (in registry order)."""
-    return {name: metrics[metric.name][key] for metric in METRICS.values() for name, key in metric.summary
-            if key in metrics.get(metric.name, {})}
+    """eval.json's flat `summary` of the metrics' sections (in registry order); `<metric>_sample_steps`
+    beside the figures of a model decoded by an iterative solve, which hold at those steps only."""
+    flat = {}
+    for metric in METRICS.values():
+        section = metrics.get(metric.name, {})
+        flat.update({name: section[key] for name, key in (*metric.summary, (f"{metric.name}_sample_steps", "sample_steps"))
+                     if key in section})
+    return flat
 
 
 def held_bytes_per_value(names: list[str]) -> int:

@@ -79,7 +79,8 @@ caller reads them with getattr and a default, since the one-pass families need n
                       every FID. No existing member says what a decode costs.
     sample_steps      solver steps of decode, an int that a caller may assign on a loaded model to
                       sweep quality against cost (FID against steps) without retraining; no existing
-                      member changes how decode runs.
+                      member changes how decode runs. `set_sample_steps` below is that assignment for
+                      the commands' `sample_steps=K` (eval, sample), refusing a one-pass family.
 
 The base class's `encode`, `posterior`, `log_likelihood`, `continue_clips` and `traversal` refuse with a one-line
 UserError, so a caller never asks which family it holds. What `genlab eval` may run follows from
@@ -228,3 +229,16 @@ def capabilities(model: GenerativeModel | type[GenerativeModel]) -> frozenset[st
     if (family.conditional if model is family else model.num_classes):
         found.add("classes")
     return frozenset(found)
+
+
+def set_sample_steps(model: GenerativeModel, steps: int | None) -> GenerativeModel:
+    """The model with `sample_steps` set to `steps` (None: the checkpoint's own, unchanged). A family
+    without the member decodes in one pass, so a command's `sample_steps=K` cannot apply to it: a
+    one-line UserError naming the key rather than a silently ignored setting."""
+    if steps is None:
+        return model
+    if getattr(model, "sample_steps", None) is None:
+        raise UserError(f"sample_steps={steps} does not apply to this checkpoint: a {model.kind} decodes in one pass, "
+                        "with no solver steps to choose; drop sample_steps=")
+    model.sample_steps = steps
+    return model
