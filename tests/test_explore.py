@@ -1,6 +1,7 @@
 """genlab explore: the API gives the pixels `genlab sample` writes, refuses bad requests with one
 line, the command line checks its keys and stops on Ctrl-C, and a real headless Chromium sees the
-image change when a slider moves (VAE and cGAN)."""
+image change when a slider moves (VAE and cGAN), and a diffusion model's image drawn as a draft at
+fewer solver steps while a slider is dragged, then redrawn at its own steps on release."""
 
 from __future__ import annotations
 
@@ -234,6 +235,86 @@ def test_headless_chromium_sees_the_image_change_when_a_slider_moves(servers, na
         if name == "cgan":  # the class row: one image per class
             wait_for(lambda: driver.execute_script("return document.querySelectorAll('#classrow img').length") == 3)
         assert driver.execute_script("return document.getElementById('error').textContent") == ""
+    finally:
+        driver.quit()
+
+
+# A tiny diffusion checkpoint whose own sample_steps exceed the draft's, so the two decodes differ.
+DIFFUSION = ["model=diffusion", "model.blocks=1", "model.sample_steps=6"]
+
+
+@pytest.fixture(scope="module")
+def diffusion_server(tmp_path_factory):
+    """A tiny diffusion checkpoint (2 steps, sample_steps=6) behind a running explore server: (url, ckpt)."""
+    from genlab.explore.server import DRAFT_STEPS
+
+    assert DRAFT_STEPS < 6
+    base = tmp_path_factory.mktemp("explore_diffusion")
+    overrides = [*TINY, *DIFFUSION, "trainer.max_steps=2"]
+    train(compose_jobs("train", overrides, False)[0], base / "run", overrides)
+    ckpt = base / "run" / "checkpoints" / "last.pt"
+    server = ExploreServer(Explorer(ckpt, log=lambda line: None), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.url, ckpt
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_draft_decodes_at_fewer_steps_and_its_command_writes_its_pixels(diffusion_server, servers, tmp_path):
+    from genlab.explore.server import DRAFT_STEPS
+
+    url, ckpt = diffusion_server
+    info = call(url + "api/info")[1]
+    assert (info["sample_steps"], info["draft_steps"]) == (6, DRAFT_STEPS)
+    latent = torch.randn(info["latent_size"], generator=torch.Generator().manual_seed(2)).tolist()
+    body = {"latents": [latent], "labels": [1]}
+    full, draft = call(url + "api/decode", body)[1], call(url + "api/decode", {**body, "draft": True})[1]
+    assert (full["sample_steps"], full["draft"], draft["sample_steps"], draft["draft"]) == (6, False, DRAFT_STEPS, True)
+    assert "sample_steps" not in full["command"] and f" sample_steps={DRAFT_STEPS} " in draft["command"]
+    assert call(url + "api/decode", body)[1]["images"] == full["images"]  # the model's own steps are back
+    served = pixels(base64.b64decode(draft["images"][0]))
+    assert not np.array_equal(served, pixels(base64.b64decode(full["images"][0])))
+    printed = [float(v) for v in shlex.split(draft["command"])[4].split("=", 1)[1].strip("[]").split(",")]
+    out = sample(str(ckpt), 1, 0, str(tmp_path / "d.png"), mode="grid", steps=8, label=1, latent=printed,
+                 sample_steps=DRAFT_STEPS)
+    np.testing.assert_array_equal(served, pixels(out.read_bytes())[PADDING:-PADDING, PADDING:-PADDING])
+
+    # A one-pass family ignores draft; a draft that is not a boolean is refused.
+    vae = servers["vae"][0]
+    plain, drafted = call(vae + "api/decode", {"seed": 3})[1], call(vae + "api/decode", {"seed": 3, "draft": True})[1]
+    assert plain["images"] == drafted["images"] and drafted["sample_steps"] is None and drafted["draft"] is False
+    for value in (1, "yes", None):
+        status, answer = call(url + "api/decode", {**body, "draft": value})
+        assert status == 400 and answer["error"] == f"draft={json.dumps(value)} is not allowed: expected true or false"
+
+
+def test_headless_chromium_drafts_while_dragging_and_redraws_on_release(diffusion_server, tmp_path):
+    from genlab.explore.server import DRAFT_STEPS
+
+    url, _ = diffusion_server
+    driver = browser()
+    try:
+        driver.get(url)
+        steps_text = lambda: driver.execute_script("return document.getElementById('steps').textContent")  # noqa: E731
+        wait_for(lambda: steps_text().startswith("6 steps · ") and driver.execute_script(
+            "return document.getElementById('current').complete"))
+        src = driver.execute_script("return document.getElementById('current').src")
+        driver.execute_script("const s = document.querySelector('#sliders input'); "
+                              "s.value = Number(s.value) > 0 ? -2.5 : 2.5; s.dispatchEvent(new Event('input'));")
+        wait_for(lambda: steps_text().startswith(f"draft {DRAFT_STEPS} steps · "))
+        wait_for(lambda: driver.execute_script("return document.getElementById('current').complete"))
+        draft_src, drafted = driver.execute_script(READ_PIXELS)
+        assert draft_src != src and "sample_steps=4" in driver.execute_script(
+            "return document.getElementById('command').textContent")
+        driver.save_screenshot(str(tmp_path / "draft.png"))
+        driver.execute_script("document.querySelector('#sliders input').dispatchEvent(new Event('change'));")
+        wait_for(lambda: steps_text().startswith("6 steps · ") and driver.execute_script(
+            "return document.getElementById('current').complete"))
+        _, full = driver.execute_script(READ_PIXELS)
+        assert full != drafted  # the same latent redrawn at the checkpoint's own steps
+        assert steps_text().endswith(" ms") and driver.execute_script(
+            "return document.getElementById('error').textContent") == ""
+        driver.save_screenshot(str(tmp_path / "full.png"))
     finally:
         driver.quit()
 

@@ -15,7 +15,9 @@ Routes (nothing else is served; no request names a file):
                        {"latents": [[…], …], "labels": […]} latents as flat lists (labels: cgan)
                        {"slerp": {"a": […], "b": […], "t": [t…]}, "labels": […]}   points on the
                           great circle from a to b (genlab.commands.sample.slerp, as `mode=interpolate`)
+                       any of them with "draft": true (while a slider is dragged; see below)
                        → {"images": [PNG as base64…; a GIF for a model of clips], "latents": [[float32…]], "labels", "ms",
+                          "sample_steps": the solver steps decoded (null: a one-pass family), "draft",
                           "command": the `genlab sample` command that writes images[0]}
     POST /api/encode   {"index": i}   the posterior mean of real image i (models with an encoder)
 
@@ -24,6 +26,12 @@ the page shows exactly the pixels of the command it prints. A bad request gets a
 {"error": one line}. A request whose Origin header names another site (a page open in the same
 browser) gets 403, so no other page can drive the model; the explorer's own page and clients that
 send no Origin (curl, scripts) are answered.
+
+Drafts. A model whose decode is an iterative solve (`sample_steps`, genlab/models/base.py; diffusion:
+2·steps − 1 network evaluations, ~10× a one-pass decode at 18 steps) would make a dragged slider
+lag, so the page asks for a draft while dragging: decoded at min(DRAFT_STEPS, sample_steps) steps,
+then redrawn at the checkpoint's own sample_steps on release. The images of a draft are those of
+`genlab sample sample_steps=K`, which its printed command says. A one-pass family ignores "draft".
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ DIRECTIONS = 64  # sliders along model.directions (the page shows the first 10, 
 REAL_IMAGES = 32  # test images offered to "start from a real image"
 ACTIVITY_IMAGES = 1000  # test images a model's directions are measured on (e.g. the KL per latent)
 DIRECTION_SEED = 0
+# Solver steps of a draft decode. EDM's Heun sampler at 4 steps (7 network evaluations, σ from 80 to
+# 0.002 on the ρ = 7 schedule) already draws the image's layout, which is what a dragged slider shows;
+# any steps >= 1 are valid for it (1: a single Euler step).
+DRAFT_STEPS = 4
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -100,6 +112,7 @@ class Explorer:
             dataset["root"] = data_root
         self.real, self.real_note = self._real_images(dataset)
         self.has_encoder = "encoder" in capabilities(self.model)
+        self.sample_steps = getattr(self.model, "sample_steps", None)  # the checkpoint's own; None: one pass
         self.directions, self.direction_names = self._directions(log)
 
     def _real_images(self, dataset: dict) -> tuple[torch.Tensor | None, str]:
@@ -149,6 +162,8 @@ class Explorer:
             "raw_sliders": not axis_aligned, "sliders_title": self.model.directions_title,
             "real": [_b64png(x) for x in self.real[:REAL_IMAGES]] if self.real is not None and self.has_encoder else [],
             "real_note": self.real_note, "limits": {"images": MAX_IMAGES, "abs": MAX_ABS},
+            "sample_steps": self.sample_steps,
+            "draft_steps": None if self.sample_steps is None else min(DRAFT_STEPS, self.sample_steps),
         }
 
     def decode(self, body) -> dict:
@@ -157,6 +172,10 @@ class Explorer:
         forms = [k for k in ("seed", "latents", "slerp") if k in body]
         if len(forms) != 1:
             raise BadRequest("give exactly one of seed, latents or slerp")
+        draft = body.get("draft", False)
+        if not isinstance(draft, bool):
+            raise BadRequest(f"draft={json.dumps(draft)[:40]} is not allowed: expected true or false")
+        steps = self.sample_steps if self.sample_steps is None or not draft else min(DRAFT_STEPS, self.sample_steps)
         if forms[0] == "seed":
             seed, label = self._integer(body["seed"], "seed", 0, 2**63 - 1), body.get("label")
             if label is not None:
@@ -167,7 +186,7 @@ class Explorer:
                 except UserError as e:
                     raise BadRequest(str(e)) from None
             options = [f"seed={seed}", *([f"label={label}"] if label is not None else [])]
-            return self._images(z.flatten(1), labels, options)
+            return self._images(z.flatten(1), labels, options, steps)
         if forms[0] == "latents":
             z = self._latents(body["latents"], "latents")
         else:
@@ -178,7 +197,7 @@ class Explorer:
             t = self._numbers(ends["t"], "slerp.t", 0.0, 1.0)
             z = slerp(a[:, None], b[:, None], torch.tensor(t, dtype=torch.float32)[:, None])[0]
         labels = self._labels(body.get("labels"), len(z))
-        return self._images(z, labels, None)
+        return self._images(z, labels, None, steps)
 
     def encode(self, body) -> dict:
         if not self.has_encoder:
@@ -229,18 +248,28 @@ class Explorer:
             self._integer(label, "label", 0, classes - 1)
         return torch.tensor(labels)
 
-    def _images(self, z: torch.Tensor, labels: torch.Tensor | None, seed_options: list[str] | None) -> dict:
+    def _images(self, z: torch.Tensor, labels: torch.Tensor | None, seed_options: list[str] | None,
+                steps: int | None) -> dict:
+        """Decode at `steps` solver steps (None: a one-pass family), the model's own restored after."""
         with self.lock:
             start = time.perf_counter()
-            pictures = self.model.decode(z.view(-1, *self.shape), labels).cpu()
+            if steps is not None:
+                self.model.sample_steps = steps
+            try:
+                pictures = self.model.decode(z.view(-1, *self.shape), labels).cpu()
+            finally:
+                if steps is not None:
+                    self.model.sample_steps = self.sample_steps
             ms = 1000 * (time.perf_counter() - start)
         rows = z.flatten(1).tolist()
         label0 = None if labels is None else int(labels[0])
         if seed_options is None:  # one latent, in the class of images[0]
             values = ",".join(_float32_text(v) for v in rows[0])
             seed_options = [f"latent=[{values}]", *([f"label={label0}"] if label0 is not None else [])]
-        return {"images": [_b64png(p) for p in pictures], "latents": rows,
-                "labels": None if labels is None else labels.tolist(), "ms": ms, "command": self.command(seed_options)}
+        draft = steps != self.sample_steps
+        options = [*seed_options, *([f"sample_steps={steps}"] if draft else [])]
+        return {"images": [_b64png(p) for p in pictures], "latents": rows, "labels": None if labels is None else labels.tolist(),
+                "ms": ms, "sample_steps": steps, "draft": draft, "command": self.command(options)}
 
     def command(self, options: list[str]) -> str:
         from genlab.config.overrides import hydra_value
