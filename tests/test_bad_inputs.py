@@ -53,6 +53,7 @@ CASES = {
     "ddp without torchrun": ("train hardware=ddp", "hardware=ddp runs in the processes torchrun starts: torchrun --nproc_per_node=N"),
     "sample: unknown key": ("sample ckpt={base}/run nn=4", "unknown key 'nn': did you mean n?"),
     "eval: unknown key added with +": ("eval ckpt={base}/run +kk=4", "unknown key 'kk': did you mean k?"),
+    "sample: a GPU that is not there": ("sample ckpt={base}/run hardware.device=cuda:99", "hardware.device=cuda:99 is not available"),
     "sample: code in the pickle": ("sample ckpt={base}/evil.pt", "evil.pt was refused and not loaded: it would call posix.system"),
     "resume: missing checkpoint": ("train resume={base}/nowhere", "checkpoint not found: {base}/nowhere"),
     "resume: empty checkpoint": ("train resume={base}/empty.pt", "empty.pt is empty (0 bytes)"),

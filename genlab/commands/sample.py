@@ -56,6 +56,7 @@ from omegaconf import DictConfig, OmegaConf
 from genlab.config.checks import ConfigError, is_number
 from genlab.commands.wrapper import check_jobs, reports_errors, run_command
 from genlab.config.compose import config_dir
+from genlab.config.validate import validate_hardware
 from genlab.errors import UserError
 
 MODES = ("grid", "interpolate", "traverse")
@@ -83,14 +84,14 @@ def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, se
     return run_dir / "samples" / ("_".join(filter(None, parts)) + suffix)
 
 
-def load_model(ckpt: Path):
-    """The model stored in a checkpoint, on the CPU, in eval mode."""
+def load_model(ckpt: Path, device: str = "cpu"):
+    """The model stored in a checkpoint, on `device`, in eval mode."""
     import torch
 
     from genlab.models import model_from_checkpoint
     from genlab.training.checkpoint import load_checkpoint
 
-    return model_from_checkpoint(load_checkpoint(ckpt), torch.device("cpu"))
+    return model_from_checkpoint(load_checkpoint(ckpt), torch.device(device))
 
 
 def write(path: Path, write_file) -> None:
@@ -119,11 +120,11 @@ def slerp(a, b, t):
 
 
 def generate(model, z, labels, batch_size: int | None):
-    """Images in [0, 1] for latents z (and labels), batch_size at a time (None: all at once)."""
+    """Images in [0, 1] on the CPU for latents z (and labels), batch_size at a time (None: all at once)."""
     step = batch_size or len(z)
     for start in range(0, len(z), step):
         chunk = z[start : start + step]
-        yield model.decode(chunk, None if labels is None else labels[start : start + step])
+        yield model.decode(chunk, None if labels is None else labels[start : start + step]).cpu()
 
 
 def latents(model, mode: str, n: int, steps: int, label: int | None, generator, latent=None):
@@ -233,11 +234,13 @@ class Rate:
 
 
 def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None,
-           batch_size: int | None = None, latent=None, context: int | None = None, sample_steps: int | None = None) -> Path:
+           batch_size: int | None = None, latent=None, context: int | None = None, sample_steps: int | None = None,
+           device: str = "cpu") -> Path:
     """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
     images per forward pass (None: all at once); latent: one latent to decode, a list of numbers;
     context: continue n test clips after this many frames instead (genlab/commands/prediction.py);
-    sample_steps: solver steps of an iteratively decoding model (None: the checkpoint's own)."""
+    sample_steps: solver steps of an iteratively decoding model (None: the checkpoint's own);
+    device: where the model runs (the latents are drawn on the CPU, so every device draws the same)."""
     import torch
 
     from genlab import images
@@ -261,8 +264,8 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 
         if mode != "grid" or label is not None or latent is not None:
             raise ConfigError("context= continues test clips, which mode=, label= and latent= do not apply to: drop them")
-        return sample_prediction(ckpt_path, set_sample_steps(load_model(ckpt_path), sample_steps), n, seed, out, context,
-                                 batch_size)
+        return sample_prediction(ckpt_path, set_sample_steps(load_model(ckpt_path, device), sample_steps), n, seed, out,
+                                 context, batch_size)
     out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent, sample_steps)
     suffix = out_path.suffix.lower()
     if suffix not in FORMATS:
@@ -270,7 +273,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
     if suffix == ".png" and mode != "traverse" and n > GRID_MAX:
         raise ConfigError(f"out={out} with n={n} is not allowed: a PNG grid holds at most {GRID_MAX} images; "
                           f"write all {n} with out=<name>.npz, or pass n<={GRID_MAX}")
-    model = set_sample_steps(load_model(ckpt_path), sample_steps)
+    model = set_sample_steps(load_model(ckpt_path, device), sample_steps)
     if latent is None:
         check_sizes(model, mode, n, steps, batch_size, out_path)
     z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed), latent)
@@ -295,12 +298,15 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 @hydra.main(config_path=config_dir(), config_name="sample", version_base="1.3")
 @reports_errors("sample", required="genlab sample ckpt=outputs/<run>/checkpoints/last.pt")
 def _app(cfg: DictConfig) -> None:
+    from genlab.training.runtime import setup_device
+
+    device = setup_device(OmegaConf.to_container(cfg.hardware, resolve=True))
     path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
-                  batch_size=cfg.batch_size, context=cfg.context, sample_steps=cfg.sample_steps,
+                  batch_size=cfg.batch_size, context=cfg.context, sample_steps=cfg.sample_steps, device=str(device),
                   latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
     print(path)
 
 
 def run(args: list[str]) -> None:
     """`genlab sample ARGS`: check the overrides first, then hand ARGS to the Hydra app."""
-    run_command("sample", _app, args, check_jobs("sample"))
+    run_command("sample", _app, args, check_jobs("sample", validate_hardware))
