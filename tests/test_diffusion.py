@@ -188,8 +188,8 @@ def test_decode_is_deterministic_images_in_0_1_and_counts_its_evaluations():
     model.sample_steps = 18
     assert model.nfe == 35
     # the memory check runs decode on the meta device: no CPU-only op may hide in it
-    params, _ = size_estimate(_plain()["model"], _plain()["optimizer"], (1, 28, 28), 10, 4)
-    assert params == sum(p.numel() for p in make((1, 28, 28), 10).net.parameters())
+    params, copies, _ = size_estimate(_plain()["model"], _plain()["optimizer"], (1, 28, 28), 10, 4)
+    assert params == copies == sum(p.numel() for p in make((1, 28, 28), 10).net.parameters())  # net_ema: one copy
 
 
 # -- classes and guidance ---------------------------------------------------------------------------
@@ -358,5 +358,5 @@ def test_the_mnist_preset_composes_and_is_sized_as_its_header_says():
     cfg = compose_jobs("train", ["+experiment=diffusion_mnist"], False)[0]
     validate_train(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
-    params, _ = size_estimate(plain["model"], plain["optimizer"], (1, 28, 28), 10, 2)
+    params, _, _ = size_estimate(plain["model"], plain["optimizer"], (1, 28, 28), 10, 2)
     assert 2e6 < params < 6e6 and cfg.model.class_conditional is False and cfg.dataset.name == "mnist"

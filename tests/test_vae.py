@@ -92,3 +92,11 @@ def test_without_averaging_the_average_is_the_trained_weights_and_training_is_un
                                                      getattr(averaged, name).state_dict().values()))
         assert all(torch.equal(a, b) for a, b in zip(getattr(plain, name).state_dict().values(),
                                                      getattr(plain, f"{name}_ema").state_dict().values()))
+
+
+def test_the_memory_check_counts_a_weight_average_once_and_no_average_not_at_all():
+    from genlab.models import size_estimate
+
+    sizes = {decay: size_estimate({**MODEL, "ema_decay": decay}, ADAM, (1, 16, 16), 3, 4) for decay in (0.0, 0.9)}
+    (plain, no_copies, _), (params, copies, _) = sizes[0.0], sizes[0.9]
+    assert no_copies == 0 and copies == params == plain > 0

@@ -69,8 +69,8 @@ def validate_train(cfg: DictConfig) -> None:
 
 
 # A training step holds at least the weights, their gradients and Adam's two moments (4 values per
-# parameter), and the largest activation with its gradient, of a training batch or of the logged
-# grid (decoded at once); float32, 4 bytes a value. A run whose lower bound exceeds the device's
+# parameter), one value per parameter of each weight-average copy, and the largest activation with
+# its gradient, of a training batch or of the logged grid (decoded at once); float32, 4 bytes a value. A run whose lower bound exceeds the device's
 # memory cannot run, so it is refused before any work.
 BYTES_PER_VALUE = 4
 VALUES_PER_PARAMETER = 4
@@ -92,9 +92,9 @@ def check_memory(cfg: DictConfig) -> None:
             group, name = key.split(".")
             run[group][name] = value
         trainer = run["trainer"]
-        parameters, activation = size_estimate(run["model"], run["optimizer"], image_shape(run["dataset"]),
-                                               num_classes(run["dataset"]), max(trainer["batch_size"], trainer["grid_size"]))
-        return BYTES_PER_VALUE * (VALUES_PER_PARAMETER * parameters + VALUES_PER_ACTIVATION * activation)
+        parameters, copies, activation = size_estimate(run["model"], run["optimizer"], image_shape(run["dataset"]),
+                                                       num_classes(run["dataset"]), max(trainer["batch_size"], trainer["grid_size"]))
+        return BYTES_PER_VALUE * (VALUES_PER_PARAMETER * parameters + copies + VALUES_PER_ACTIVATION * activation)
 
     subject = f"model={cfg.model.name} on dataset.image_size={cfg.dataset.image_size} images"
     try:

@@ -26,9 +26,10 @@ def build_model(model: dict, optimizer: dict, image_shape, num_classes: int, dev
     return model_class(model)(model, optimizer, image_shape, num_classes, device)
 
 
-def size_estimate(model: dict, optimizer: dict, image_shape, num_classes: int, batch_size: int) -> tuple[int, int]:
-    """(parameters of the model's networks, values in the largest activation of one decode of a
-    batch), measured on torch's meta device: shapes only, no memory allocated."""
+def size_estimate(model: dict, optimizer: dict, image_shape, num_classes: int, batch_size: int) -> tuple[int, int, int]:
+    """(parameters of the model's trained networks, values of its other parameter copies (weight
+    averages: networks held as attributes beside `nets`), values in the largest activation of one
+    decode of a batch), measured on torch's meta device: shapes only, no memory allocated."""
     largest = [0]
 
     def record(module, inputs, output) -> None:
@@ -42,7 +43,10 @@ def size_estimate(model: dict, optimizer: dict, image_shape, num_classes: int, b
         built.decode(built.prior(batch_size, None), built.random_labels(batch_size, None))
         for hook in hooks:
             hook.remove()
-    return sum(p.numel() for net in nets for p in net.parameters()), largest[0]
+    trained = {id(p): p.numel() for net in nets for p in net.parameters()}
+    copies = {id(p): p.numel() for held in vars(built).values() if isinstance(held, torch.nn.Module)
+              for p in held.parameters() if id(p) not in trained}
+    return sum(trained.values()), sum(copies.values()), largest[0]
 
 
 def migrate_config(config: dict) -> None:
