@@ -86,3 +86,14 @@ def test_sweep_jobs_are_the_basic_sweepers(overrides):
 
     expected = [list(job) for chunk in BasicSweeper.split_arguments(parse_overrides(overrides), None) for job in chunk]
     assert sweep_jobs(overrides) == expected
+
+
+def test_a_path_genlab_printed_reads_back_as_typed():
+    from genlab.config.overrides import parse_overrides, quote_equals
+
+    typed = ["ckpt=outputs/multirun/x/beta=4,noise_dim=16/checkpoints/last.pt", "+resume=a/b=c", "beta=1,2", "-m",
+             "ckpt='already=quoted'", "hydra/launcher=joblib"]
+    args = quote_equals(typed)
+    assert args[2:] == typed[2:]  # no second '=': as typed
+    values = [o.value() for o in parse_overrides(args[:2])]
+    assert values == ["outputs/multirun/x/beta=4,noise_dim=16/checkpoints/last.pt", "a/b=c"]

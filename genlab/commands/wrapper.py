@@ -30,7 +30,9 @@ def run_command(name: str, app: Callable[[], None], args: list[str],
                 prepare: Callable[[Namespace], list[str]]) -> None:
     """`genlab NAME ARGS`: prepare (check, claim) unless the line only inspects, then the Hydra app."""
     from genlab.config.compose import only_inspects, parse_command_line
+    from genlab.config.overrides import quote_equals
 
+    args = quote_equals(args)  # a path genlab printed (a sweep job's `beta=4`) reads as typed
     parsed = parse_command_line(args)
     if not only_inspects(parsed):
         try:

@@ -51,3 +51,15 @@ def hydra_value(text: str) -> str:
     if re.fullmatch(r"[\w./+@%:-]+", text):
         return text
     return "'" + re.sub(r"(\\*)('|$)", lambda m: 2 * m.group(1) + ("\\'" if m.group(2) else ""), text) + "'"
+
+
+def quote_equals(args: list[str]) -> list[str]:
+    """Command-line arguments with each `key=value` whose value holds a further `=` quoted
+    (`hydra_value`): no value of the override grammar holds one unquoted, and the paths genlab
+    prints do (a sweep job's directory `beta=4`), so `genlab eval ckpt=<that path>` reads as typed."""
+    quoted = []
+    for arg in args:
+        key, equals, value = arg.partition("=")
+        plain = equals and re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key) and not value.startswith(("'", '"'))
+        quoted.append(f"{key}={hydra_value(value)}" if plain and "=" in value else arg)
+    return quoted
