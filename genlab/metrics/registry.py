@@ -7,7 +7,7 @@ images, clips (a model with `clips`), or both (`reads`); it fits when all of the
 `metrics=auto`, the metric list's validation, eval.json's `summary`, the printed table and the
 size checks before any work all read this registry, so a metric is added here and nowhere else.
 
-An entry's `run` takes the checkpoint's `Evaluation` (genlab/metrics/evaluation.py: the model, the
+An entry's `run` (genlab/metrics/runs.py) takes the checkpoint's `Evaluation` (genlab/metrics/evaluation.py: the model, the
 real splits, generated images, the domain classifier) and returns the metric's eval.json section;
 `rows` and `settings` turn that section into the table's rows, `summary` picks its flat scalars.
 Heavy imports stay inside the functions: validation reads this module before any work.
@@ -15,11 +15,11 @@ Heavy imports stay inside the functions: validation reads this module before any
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from genlab.errors import UserError
+from genlab.metrics import runs
 
 # What each need of a dataset means, for the one-line refusals.
 DATASET_NEEDS = {"factors": "ground-truth factors",
@@ -44,152 +44,6 @@ class Metric:
     limits: Callable[[dict, str], dict[str, int]] | None = None  # checks its own work bounds; sizes it adds to memory
     generates: bool = True                        # reads images the model generates (its section records their
                                                   # solver steps, genlab/metrics/evaluation.py); False: data only
-
-
-# -- the metrics' work ---------------------------------------------------------------------------
-
-def _fid(run) -> dict:
-    from genlab.metrics.frechet import fid
-
-    test = run.features("test")
-    return {"fid": fid(test, run.features("generated")), "noise_floor": fid(test, run.features("train")),
-            "n": run.n, "seed": run.settings["seed"], "classifier": run.classifier_note(), **run.generation}
-
-
-def _kid(run) -> dict:
-    import torch
-
-    from genlab.metrics.frechet import kid
-
-    size = min(run.settings["kid_subset_size"], run.n)
-    subsets = run.settings["kid_subsets"]
-    test = run.features("test")
-    value, std = kid(test, run.features("generated"), subsets, size, torch.Generator().manual_seed(run.settings["seed"]))
-    floor, floor_std = kid(test, run.features("train"), subsets, size, torch.Generator().manual_seed(run.settings["seed"]))
-    return {"kid": value, "kid_std": std, "noise_floor": floor, "noise_floor_std": floor_std, "subsets": subsets,
-            "subset_size": size, "n": run.n, "seed": run.settings["seed"], "classifier": run.classifier_note()}
-
-
-def _pr(run) -> dict:
-    from genlab.metrics.frechet import PR_NEIGHBOURS, precision_recall
-
-    test = run.features("test")
-    precision, recall = precision_recall(test, run.features("generated"))
-    floor_precision, floor_recall = precision_recall(test, run.features("train"))
-    return {"precision": precision, "recall": recall, "noise_floor_precision": floor_precision,
-            "noise_floor_recall": floor_recall, "k": PR_NEIGHBOURS, "n": run.n, "seed": run.settings["seed"],
-            "classifier": run.classifier_note()}
-
-
-def _accuracy(run) -> dict:
-    import torch
-
-    from genlab.metrics.classifier import accuracy
-
-    classes = run.model.num_classes
-    per_class = run.n // classes
-    if per_class == 0:
-        raise UserError(f"n={run.n} is below the {classes} classes: pass n>={classes}")
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    _, predicted = run.classify(run.generated(labels))
-    result = accuracy(predicted, labels, classes)
-    return {"accuracy": result["overall"], "per_class": result["per_class"], "per_class_n": per_class,
-            "seed": run.settings["seed"], "classifier": run.classifier_note(),
-            "classifier_per_class_test_accuracy": run.classifier()[1]["test_accuracy"]["per_class"]}
-
-
-def _nll(run) -> dict:
-    import torch
-
-    from genlab.data.batches import binarize as binarize_images
-    from genlab.data.batches import derived_seed
-    from genlab.metrics import likelihood
-    from genlab.metrics.likelihood import nll_bounds
-    from genlab.metrics.progress import progress_bar
-
-    images = run.real_images("test")
-    binarize = run.dataset.get("binarize", "none")
-    note = None
-    if binarize != "none":
-        draw = torch.Generator().manual_seed(derived_seed("eval binarization", run.settings["seed"]))
-        images = binarize_images(images, draw)
-        binarization = f"one Bernoulli draw of the test images, seed {run.settings['seed']} (training: {binarize})"
-    else:
-        binarization = "none"
-        if run.model.binary_likelihood and bool(((images > 0) & (images < 255)).any()):
-            note = (f"the test images have grey levels, over which the model's {run.model.likelihood} likelihood is "
-                    "not a normalised distribution: these nats compare only with each other, not with binarized-data results")
-    k = run.settings["k"]
-    generator = torch.Generator().manual_seed(run.settings["seed"])
-    frames = math.prod(run.model.image_shape[:-3])  # a clip's frames; 1 for an image
-    per_clip = {"decode_batch": max(1, likelihood.DECODE_BATCH // frames)} if frames > 1 else {}
-    with progress_bar(f"nll (k={k})", run.n) as advance:
-        bounds = nll_bounds(run.model, images.to(run.device).float().div(255), k, generator, run.batch_size,
-                            progress=advance, **per_clip)
-    if frames > 1:
-        bounds.update({f"{key}_per_frame": value / frames for key, value in bounds.items()}, frames=frames)
-    return {**bounds, "k": k, "n": run.n, "likelihood": run.model.likelihood, "binarization": binarization,
-            **({"note": note} if note else {}), "seed": run.settings["seed"]}
-
-
-def _mig(run) -> dict:
-    import torch
-
-    from genlab.data import dataset_class
-    from genlab.metrics.disentanglement import MIG_BINS, MIG_POINTS, mean_codes, mig
-
-    codes, factors = mean_codes(run.model.encode, run.split("train"), MIG_POINTS,
-                                torch.Generator().manual_seed(run.settings["seed"]), run.batch_size, run.device)
-    try:
-        result = mig(codes, factors, MIG_BINS)
-    except ValueError as e:
-        raise UserError(f"metric mig: {e}") from None
-    names = dataset_class(run.dataset).factor_names
-    return {"mig": result["mig"], "per_factor": dict(zip(names, result["per_factor"])), "points": MIG_POINTS,
-            "bins": MIG_BINS, "representation": "encoder mean", "seed": run.settings["seed"]}
-
-
-def _shapes(run) -> dict:
-    import torch
-
-    from genlab.metrics.shapes import shape_shares
-
-    classes = run.model.num_classes
-    labels = torch.arange(classes).repeat_interleave(run.n // classes) if classes else None
-    images = run.generated(labels)
-    shares = shape_shares(images.to(run.device).float().div(255), labels)  # the search runs on the eval's device
-    return {**shares, "n": len(images), "seed": run.settings["seed"]}
-
-
-def _inception_fid(run) -> dict:
-    from pathlib import Path
-
-    from genlab.metrics.classifier import image_settings
-    from genlab.metrics.inception import (PREPROCESSING, find_weights, inception_fid, make_metric, noise_floor,
-                                         real_stats_path, weights_id)
-    from genlab.metrics.progress import progress_bar
-
-    weights = find_weights(run.settings["inception"]["weights"])
-    metric = make_metric(weights).to(run.device)
-    stats = real_stats_path(Path(run.settings["cache_dir"]).expanduser(), image_settings(run.dataset), run.n, weights)
-    size = run.settings["inception"]["batch_size"]
-    with progress_bar("inception features", 2 * run.n) as advance:
-        value, cached = inception_fid(
-            metric, lambda: (batch.to(run.device) for batch in run.real_images("test").split(size)),
-            lambda: (g.to(run.device) for g in run.generated().split(size)), stats, advance)
-    return {"inception_fid": value, "noise_floor": noise_floor(stats), "noise_floor_n": run.n // 2,
-            "n": run.n, "seed": run.settings["seed"], "protocol": "Lucic et al. 2018",
-            "preprocessing": PREPROCESSING, "weights": weights_id(weights), "real_stats": str(stats),
-            "real_stats_cached": cached, **run.generation}
-
-
-def _clips(name: str) -> Callable[..., dict]:
-    """The run of a clip metric of genlab/metrics/video.py, imported when it runs."""
-    def run(evaluation) -> dict:
-        from genlab.metrics import video
-
-        return getattr(video, name)(evaluation)
-    return run
 
 
 # -- bounds on the work, checked before any (see genlab.config.checks.require_fits) ---------------------
@@ -265,54 +119,54 @@ def _shapes_rows(m: dict) -> list[tuple]:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("nll", _nll,
+    Metric("nll", runs.measure_nll,
            rows=_nll_rows,
            settings=lambda m: f"k={m['k']}, n={m['n']}, binarization: {m['binarization']}" + (" (grey levels!)" if "note" in m else ""),
            summary=(("neg_elbo_nats", "neg_elbo_nats"), ("iwae_nll_nats", "iwae_nll_nats"),
                     ("neg_elbo_nats_per_frame", "neg_elbo_nats_per_frame"),
                     ("iwae_nll_nats_per_frame", "iwae_nll_nats_per_frame")),
            model_needs=frozenset({"likelihood"}), reads=IMAGES | CLIPS, limits=_nll_limits, generates=False),
-    Metric("fid", _fid,
+    Metric("fid", runs.measure_fid,
            rows=lambda m: [("FID (classifier features)", m["fid"], m["noise_floor"])],
            settings=lambda m: f"{_classifier_settings(m)}; {_generation_cost(m)}",
            summary=(("fid", "fid"), ("fid_noise_floor", "noise_floor")), classifier=True),
-    Metric("kid", _kid,
+    Metric("kid", runs.measure_kid,
            rows=lambda m: [("KID (classifier features)", f"{m['kid']:.4g} ± {m['kid_std']:.2g}", m["noise_floor"])],
            settings=lambda m: f"{m['subsets']} subsets of {m['subset_size']}",
            summary=(("kid", "kid"), ("kid_noise_floor", "noise_floor")), classifier=True, limits=_kid_limits),
-    Metric("pr", _pr,
+    Metric("pr", runs.measure_pr,
            rows=lambda m: [("precision", m["precision"], m["noise_floor_precision"]),
                            ("recall", m["recall"], m["noise_floor_recall"])],
            settings=lambda m: f"k={m['k']}, n={m['n']}",
            summary=(("precision", "precision"), ("recall", "recall"), ("precision_noise_floor", "noise_floor_precision"),
                     ("recall_noise_floor", "noise_floor_recall")), classifier=True),
-    Metric("accuracy", _accuracy,
+    Metric("accuracy", runs.measure_accuracy,
            rows=lambda m: [("class accuracy", m["accuracy"], None)],
            settings=lambda m: f"{m['per_class_n']} per class: " + " ".join(f"{a:.2f}" for a in m["per_class"]),
            summary=(("accuracy", "accuracy"),), model_needs=frozenset({"classes"}), classifier=True),
-    Metric("mig", _mig,
+    Metric("mig", runs.measure_mig,
            rows=lambda m: [("MIG", m["mig"], None)],
            settings=lambda m: f"{m['points']} points, {m['bins']} bins",
            summary=(("mig", "mig"),), model_needs=frozenset({"encoder"}), dataset_needs=frozenset({"factors"}),
            held_bytes_per_value=0, generates=False),  # reads MIG_POINTS images whatever n is
-    Metric("shapes", _shapes,
+    Metric("shapes", runs.measure_shapes,
            rows=_shapes_rows,
            settings=lambda m: f"n={m['n']}, nearest of 737,280 real images; mean dist² {m['mean_dist_sq']:.2f}",
            summary=(("shapes_min_own", "min_own_shape"), ("shapes_min_share", "min_share")),
            dataset_needs=frozenset({"dsprites"}), auto=False),
-    Metric("inception_fid", _inception_fid,
+    Metric("inception_fid", runs.measure_inception_fid,
            rows=lambda m: [("Inception FID", m["inception_fid"], m.get("noise_floor"))],
            settings=lambda m: f"n={m['n']} vs n test; floor: even vs odd test images, n/2 each; {m['weights']}; "
                               f"{_generation_cost(m)}",
            summary=(("inception_fid", "inception_fid"), ("inception_fid_noise_floor", "noise_floor")),
            auto=False, held_bytes_per_value=1, limits=_inception_limits),  # uint8 images
-    Metric("frame_fid", _clips("frame_fid"),
+    Metric("frame_fid", runs.measure_clips("frame_fid"),
            rows=lambda m: [("frame FID (classifier features)", m["frame_fid"], m["noise_floor"])],
            settings=lambda m: f"{_objects_settings(m)}; {m['frames']} frames each; floor: n train clips; "
                               f"{_generation_cost(m)} (per clip)",
            summary=(("frame_fid", "frame_fid"), ("frame_fid_noise_floor", "noise_floor")),
            dataset_needs=frozenset({"objects"}), reads=CLIPS, classifier=True),
-    Metric("identity", _clips("identity"),
+    Metric("identity", runs.measure_clips("identity"),
            rows=lambda m: [("identity persistence (test clips: floor column)", m["persistence"], m["persistence_test"]),
                            ("  frame-shuffled test clips", m["persistence_shuffled"], None),
                            ("identity κ (Fleiss; test clips: floor column)", m["kappa"], m["kappa_test"]),
@@ -323,7 +177,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
                     ("identity_persistence_shuffled", "persistence_shuffled"), ("identity_kappa", "kappa"),
                     ("identity_kappa_test", "kappa_test"), ("identity_kappa_shuffled", "kappa_shuffled")),
            dataset_needs=frozenset({"objects"}), reads=CLIPS, classifier=True),
-    Metric("motion", _clips("motion"),
+    Metric("motion", runs.measure_clips("motion"),
            rows=lambda m: [("mean speed (px/frame; test clips: floor column)", m["mean_speed_px"], m["mean_speed_px_test"]),
                            ("speed W1 to test clips (px/frame)", m["speed_w1_px"], m["noise_floor"]),
                            ("bounce share", m["bounce_share"], m["bounce_share_test"])],
