@@ -26,8 +26,9 @@ PyTorch modules with each BatchNorm folded into its convolution (w·s, β − me
 =fp32). The fp32 features equal the TorchScript graph's to ~1e-6 relative; the bf16 FID's difference
 from the fp32 FID on the same images is in docs/performance.md, well inside the noise floor below.
 The precision is part of `weights_id`, so real statistics cached at one precision are not mixed with
-fakes embedded at the other. Images go through the network FEATURE_BATCH at a time whatever
-batches the caller hands in (the throughput plateau measured on this project's 2-core CPU). Even so
+fakes embedded at the other. On a CPU, images go through the network FEATURE_BATCH at a time whatever
+batches the caller hands in (the throughput plateau measured on this project's 2-core CPU); on a GPU,
+in the caller's batches (inception.batch_size), which a GPU wants large. Even so
 feature extraction takes seconds per 100 images on a CPU, so the real images' feature sums are
 cached in <cache>/inception/, keyed by the dataset settings, preprocessing, n and weights.
 
@@ -82,7 +83,7 @@ def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 BN_EPS = 1e-3  # the graph's batch_norm epsilon
-FEATURE_BATCH = 16  # images per network call: 8 and 16 equally fast, 48 ~10 % slower (docs/performance.md)
+FEATURE_BATCH = 16  # images per network call on a CPU: 8 and 16 equally fast, 48 ~10 % slower (docs/performance.md)
 
 
 class _ConvBNReLU(nn.Module):
@@ -198,7 +199,7 @@ class InceptionFeatures(nn.Module):
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = []
-        for batch in images.split(FEATURE_BATCH):
+        for batch in images.split(FEATURE_BATCH if images.device.type == "cpu" else len(images)):
             x = ((resize_bilinear_tf1(batch, INCEPTION_SIZE) - 128) / 128).contiguous(memory_format=torch.channels_last)
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 features.append(self.net(x).float())
