@@ -190,21 +190,11 @@ def test_explore_serves_clips_whose_static_and_motion_sliders_move_different_thi
     assert [int(np.abs(a - b).sum() > 0) for a, b in zip(base, by_motion)] == [0] * (FRAMES - 1) + [1]  # from t on
 
 
-READ_FRAME = """
-const img = document.getElementById('current');
-const canvas = document.createElement('canvas');
-canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-const context = canvas.getContext('2d');
-context.drawImage(img, 0, 0);
-return [img.src.slice(0, 21), img.naturalWidth, Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data)];
-"""
-
-
 @needs_mnist
 def test_headless_chromium_plays_the_clip_and_a_slider_changes_it(explorer):
     import time
 
-    from test_explore import browser, wait_for
+    from test_explore import READ_PIXELS, browser, wait_for
 
     url, _ = explorer
     driver = browser()
@@ -212,8 +202,8 @@ def test_headless_chromium_plays_the_clip_and_a_slider_changes_it(explorer):
         driver.get(url)
         wait_for(lambda: driver.execute_script("return window.explorer.stats.frames > 0 "
                                                "&& document.getElementById('current').complete"))
-        kind, width, first = driver.execute_script(READ_FRAME)
-        assert kind == "data:image/gif;base64" and width == SIZE
+        src, pixels = driver.execute_script(READ_PIXELS)  # RGBA of a square image
+        assert src.startswith("data:image/gif;base64") and len(pixels) == 4 * SIZE * SIZE
         # The clip plays in a loop: screenshots of the shown picture change within two loops (a canvas
         # cannot tell: drawImage of an animated image draws its first frame, by the HTML spec).
         from selenium.webdriver.common.by import By
