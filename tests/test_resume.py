@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import REPO, TINY, genlab
+from conftest import REPO, TINY, genlab, needs_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genlab.config.validate import ConfigError
@@ -135,6 +136,21 @@ def test_a_different_device_behind_hardware_auto_is_drift(tmp_path):
     save_checkpoint({**state, "device": elsewhere}, run / "checkpoints" / "last.pt")  # as if trained on another machine
     with pytest.raises(ConfigError, match=f"would change how it trains: device in use {elsewhere} → {here}"):
         train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=6", f"resume={run}"), run)
+
+
+@needs_mnist
+def test_a_run_whose_data_moved_resumes_and_records_where(tmp_path, data_root):
+    # The checkpoint stores dataset.root resolved (GENLAB_DATA_ROOT or ~ expanded): on another
+    # machine, or with the variable set differently, the same images lie elsewhere.
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    train(compose("dataset=mnist", f"dataset.root={data_root}", "dataset.split=test"), run)
+    shutil.copytree(data_root / "MNIST", moved / "MNIST")  # unpacked by the first run
+    train(compose("dataset=mnist", f"dataset.root={moved}", "dataset.download=false", "dataset.split=test",
+                  "trainer.max_steps=6", f"resume={run}"), run)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 6 and state["config"]["dataset"]["root"] == str(moved)
+    resumes = (run / "resumes.yaml").read_text()
+    assert "dataset.root" in resumes and "forced: false" in resumes
 
 
 @pytest.mark.parametrize("model,added", [("vae", ["ema_decay"]), ("gan", ["mode_seeking"]), ("cgan", ["mode_seeking", "class_loss"])])

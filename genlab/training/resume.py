@@ -10,7 +10,10 @@ both of its values, unless force_resume=true: the run then continues and records
 they set how long the run goes and what it writes, not the weights it computes (a different
 hardware.threads or hardware.compile may still change the order of float sums, so that
 continuation is close to, not bit-identical with, an uninterrupted run), and so may every key of
-FREE_SECTIONS. Every change is recorded the same way.
+FREE_SECTIONS. So may where the dataset's files lie and whether to fetch them (dataset.root,
+dataset.download, dataset.cache_dir: a run moved to another machine, or GENLAB_DATA_ROOT set
+differently, finds the same images elsewhere; they are resolved paths in the checkpoint). Every
+change is recorded the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from genlab.config.overrides import hydra_value, parse_overrides
 # The config keys that only say where to continue from; a checkpoint does not store them.
 RESUME_KEYS = ("resume", "force_resume")
 FREE = ("trainer.max_steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every",
-        "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads", "hardware.compile")
+        "trainer.keep_last", "trainer.grid_size", "trainer.on_nonfinite", "hardware.threads", "hardware.compile",
+        "dataset.root", "dataset.download", "dataset.cache_dir")
 # Sections whose keys may all change: eval.* says what to measure at the end, summary_plot.* what a
 # sweep's summary draws (genlab/sweep/plots.py; absent from checkpoints that predate it), not how to train.
 FREE_SECTIONS = ("eval.", "summary_plot.")
