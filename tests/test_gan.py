@@ -282,10 +282,13 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.arch=resnet", "model.arch='resnet' is not allowed: choose one of dcgan, infogan, infogan_cr"),
     ("model.g_steps=0", "model.g_steps=0 is not allowed: expected an integer >= 1"),
     ("model.d_lr_scale=0", "model.d_lr_scale=0 is not allowed: expected a number > 0"),
+    ("model.d_batchnorm=sometimes", "model.d_batchnorm='sometimes' is not allowed: choose one of None, True, False"),
+    ("model.arch=infogan_cr model.d_batchnorm=true",
+     "model.d_batchnorm=true is not allowed with model.arch=infogan_cr: its discriminator has spectral norm"),
 ])
 def test_bad_gan_values_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
-        validate_train(composed("model=cgan", override))
+        validate_train(composed("model=cgan", *override.split()))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
@@ -308,6 +311,19 @@ def test_infogan_follows_the_fp16_rules_and_trains_under_fp16(arch):
         assert any(not torch.equal(v, before[net][k]) for k, v in model.state_dict()[net].items() if v.is_floating_point())
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "infogan"])
+def test_d_batchnorm_false_removes_only_the_discriminators_batchnorm(arch):
+    def norms(net):
+        return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+    own, plain = make("cgan", arch=arch, d_batchnorm=None), make("cgan", arch=arch, d_batchnorm=False)
+    assert norms(own.discriminator) > 0 and norms(plain.discriminator) == 0
+    assert norms(plain.generator) == norms(own.generator) > 0
+    torch.manual_seed(0)
+    metrics = plain.train_step(batch())
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+
+
 def test_checkpoints_before_model_arch_ran_dcgan():
     config = {"model": {"_target_": "genlab.models.gan.CGAN", "name": "cgan", "class_loss": 5.0}}
     from genlab.models import migrate_config
@@ -315,6 +331,7 @@ def test_checkpoints_before_model_arch_ran_dcgan():
     migrate_config(config)
     assert config["model"]["arch"] == "dcgan"
     assert (config["model"]["g_steps"], config["model"]["d_lr_scale"]) == (1, 1.0)  # one G update, one lr
+    assert config["model"]["d_batchnorm"] is None  # the arch's own D
 
 
 @pytest.mark.parametrize("arch", ["infogan", "infogan_cr"])

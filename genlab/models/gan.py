@@ -126,9 +126,10 @@ class Discriminator(nn.Module):
     The projection term is there when num_classes > 0, the auxiliary classifier when also `classify`.
     """
 
-    def __init__(self, image_shape, arch: str, width: int, num_classes: int, classify: bool = False):
+    def __init__(self, image_shape, arch: str, width: int, num_classes: int, classify: bool = False,
+                 batchnorm: bool | None = None):
         super().__init__()
-        self.net = ARCHS[arch][1](image_shape, width)
+        self.net = ARCHS[arch][1](image_shape, width, **({} if batchnorm is None else {"batchnorm": batchnorm}))
         self.project = nn.Embedding(num_classes, self.net.flat_features) if num_classes else None
         if self.project is not None:
             nn.init.normal_(self.project.weight, 0.0, 0.02)
@@ -175,7 +176,8 @@ class GAN(GenerativeModel):
         classes, embed_dim = (num_classes, model["embed_dim"]) if self.conditional else (0, 0)
         arch, width = model["arch"], model["width"]
         self.generator = Generator(image_shape, arch, width, self.latent_dim, classes, embed_dim).to(device)
-        self.discriminator = Discriminator(image_shape, arch, width, classes, self.class_loss > 0).to(device)
+        self.discriminator = Discriminator(image_shape, arch, width, classes, self.class_loss > 0,
+                                           model["d_batchnorm"]).to(device)
         self.generator_ema = average_of(self.generator)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
@@ -188,6 +190,10 @@ class GAN(GenerativeModel):
         require(cfg, "model.arch", "str", choices=tuple(ARCHS))
         require(cfg, "model.latent_dim", "int", low=1)
         require(cfg, "model.width", "int", low=1)
+        require(cfg, "model.d_batchnorm", "bool", choices=(None, True, False))
+        if cfg.model.arch == "infogan_cr" and cfg.model.d_batchnorm is True:
+            raise ConfigError("model.d_batchnorm=true is not allowed with model.arch=infogan_cr: its discriminator has "
+                              "spectral norm and no BatchNorm; drop model.d_batchnorm or set it to false")
         require(cfg, "model.lr", "number", low=0, low_open=True)
         require(cfg, "model.loss", "str", choices=("nonsaturating", "hinge"))
         require(cfg, "model.d_steps", "int", low=1)
@@ -208,6 +214,7 @@ class GAN(GenerativeModel):
         config["model"].setdefault("arch", "dcgan")  # the only networks before model.arch
         config["model"].setdefault("g_steps", 1)  # one G update per step, one learning rate, before these keys
         config["model"].setdefault("d_lr_scale", 1.0)
+        config["model"].setdefault("d_batchnorm", None)  # each arch's own D, before the switch
         config.pop("beta", None)  # the VAE's shorthand, at the top of every run's config before it moved to vae.yaml
 
     def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -6,7 +6,8 @@ What gan.py asks of a pair, images in [−1, 1] on both sides:
 
     generator      G(v) → images,  v = z, or [z, e_G(y)] for the cgan;  first_activations(v): the
                    activations after the first layer (what GANSpace runs its PCA on)
-    discriminator  features(x) → φ(x) of size flat_features;  head: Linear(flat_features, 1)
+    discriminator  features(x) → φ(x) of size flat_features;  head: Linear(flat_features, 1);
+                   built with batchnorm=False for model.d_batchnorm=false (default: the pair's own)
 
 dcgan (default; Radford et al. 2016): genlab/models/nets.py's conv stacks with BatchNorm, ReLU in G,
 LeakyReLU(0.2) in D, tanh output, DCGAN's initialisation.
@@ -20,7 +21,10 @@ S = image size / 4 (7 for MNIST); every conv 4×4, stride 2, padding 1 (TF's SAM
     D: conv w, LReLU → conv 2w, BN, LReLU → FC 16w, BN, LReLU → FC 1       (LReLU slope 0.2)
 
 Their G uses LeakyReLU(0.2), not the ReLU of the paper's architecture table; this follows the code
-that made their numbers. Their G draws images in [0, 1] (a sigmoid) and their D reads [0, 1]; here
+that made their numbers. D's two BatchNorms are a switch of their search (`discriminator_batchnorm`,
+on by default): `model.d_batchnorm=false` removes them. D sees all-real and all-fake batches
+separately (their code and gan.py), so its BatchNorm takes each batch's own mean and variance and
+hides from D the batch-level difference between real and generated images. Their G draws images in [0, 1] (a sigmoid) and their D reads [0, 1]; here
 G returns 2σ(a) − 1 and D maps x back to (x + 1)/2 first, so with genlab's [−1, 1] convention both
 compute exactly their functions. Their BatchNorm (tf.contrib.layers.batch_norm) has ε = 10⁻³ and
 moving averages with decay 0.999, i.e. PyTorch's momentum 10⁻³; PyTorch's running variance is the
@@ -77,8 +81,8 @@ class DCGANGenerator(ConvDecoder):
 
 
 class DCGANDiscriminator(ConvEncoder):
-    def __init__(self, image_shape, width: int):
-        super().__init__(image_shape, width, 1, norm=True, slope=0.2)
+    def __init__(self, image_shape, width: int, batchnorm: bool = True):
+        super().__init__(image_shape, width, 1, norm=batchnorm, slope=0.2)
         self.apply(dcgan_init)
 
 
@@ -121,16 +125,20 @@ class InfoGANGenerator(SigmoidImageGenerator):
 
 
 class InfoGANDiscriminator(nn.Module):
-    def __init__(self, image_shape, width: int):
+    def __init__(self, image_shape, width: int, batchnorm: bool = True):
         super().__init__()
         channels, size = image_shape[0], image_shape[-1]
         check_image_size(size)
         s = size // 4
+
+        def norm(bn: nn.Module) -> list[nn.Module]:  # compare_gan's `discriminator_batchnorm` switch
+            return [bn] if batchnorm else []
+
         self.convs = nn.Sequential(
             nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width, **TF_BN), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), *norm(nn.BatchNorm2d(2 * width, **TF_BN)), nn.LeakyReLU(0.2),
             nn.Flatten(),
-            nn.Linear(2 * width * s * s, 16 * width), nn.BatchNorm1d(16 * width, **TF_BN), nn.LeakyReLU(0.2))
+            nn.Linear(2 * width * s * s, 16 * width), *norm(nn.BatchNorm1d(16 * width, **TF_BN)), nn.LeakyReLU(0.2))
         self.flat_features = 16 * width
         self.head = nn.Linear(self.flat_features, 1)
         self.apply(tf_init)
@@ -165,8 +173,10 @@ class InfoGANCRGenerator(SigmoidImageGenerator):
 class InfoGANCRDiscriminator(nn.Module):
     spectral_norm = True  # gan.py normalises the cgan's projection and classifier too
 
-    def __init__(self, image_shape, width: int):
+    def __init__(self, image_shape, width: int, batchnorm: bool = False):
         super().__init__()
+        if batchnorm:
+            raise ValueError("infogan_cr's discriminator has no BatchNorm (spectral norm instead)")
         channels, size = image_shape[0], image_shape[-1]
         widths, end = cr_widths(size, width)
         layers = []
