@@ -63,7 +63,14 @@ def _complete(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    try:
+        _dispatch(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # the reader stopped early (`genlab --help | head -3`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not raise again
+        sys.exit(141)  # what a shell reports for a process ended by SIGPIPE (128 + 13)
+
+
+def _dispatch(args: list[str]) -> None:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return

@@ -23,6 +23,16 @@ def test_help_lists_subcommands(tmp_path):
     assert "train" in result.stdout and "sample" in result.stdout
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    # `genlab --help | head -3`: the pipe is closed before genlab writes to it
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "genlab.cli", "--help"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and stderr == "", stderr
+
+
 def test_help_imports_neither_torch_nor_hydra():
     # `genlab --help` must answer at once (< 0.3 s); importing torch alone takes seconds.
     code = "import sys, genlab.cli; genlab.cli.main(['--help']); print(sorted({'torch', 'hydra'} & set(sys.modules)))"
