@@ -29,6 +29,7 @@ from genlab.training.loop import NonFiniteError, ScalarWindow, LoopSettings, fit
 
 # Models whose continuation must be exact; each new model family is added here.
 MODELS = ["vae", "vae model.ema_decay=0.9", "gan", "cgan", "gan model.arch=infogan",
+          "gan model.arch=infogan model.d_batchnorm=false",
           "cgan model.arch=infogan_cr model.g_steps=2 model.d_lr_scale=2"]
 
 
