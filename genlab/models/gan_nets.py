@@ -24,9 +24,9 @@ Their G uses LeakyReLU(0.2), not the ReLU of the paper's architecture table; thi
 that made their numbers. D's two BatchNorms are a switch of their search (`discriminator_batchnorm`,
 on by default): `model.d_batchnorm=false` removes them. D sees all-real and all-fake batches
 separately (their code and gan.py), so its BatchNorm takes each batch's own mean and variance and
-hides from D the batch-level difference between real and generated images. Their G draws images in [0, 1] (a sigmoid) and their D reads [0, 1]; here
-G returns 2σ(a) − 1 and D maps x back to (x + 1)/2 first, so with genlab's [−1, 1] convention both
-compute exactly their functions. Their BatchNorm (tf.contrib.layers.batch_norm) has ε = 10⁻³ and
+hides from D the batch-level difference between real and generated images. Their G draws images
+in [0, 1] (a sigmoid) and their D reads [0, 1]; here G returns 2σ(a) − 1 and D maps x back to
+(x + 1)/2 first, so with genlab's [−1, 1] convention both compute exactly their functions. Their BatchNorm (tf.contrib.layers.batch_norm) has ε = 10⁻³ and
 moving averages with decay 0.999, i.e. PyTorch's momentum 10⁻³; PyTorch's running variance is the
 unbiased one (n/(n − 1) times TF's, 1.6% for the FC layers' batch of 64). Initialisation as their
 ops.py: conv weights ~ N(0, 0.02²) truncated at ±2σ, linear and deconv weights ~ N(0, 0.02²),
