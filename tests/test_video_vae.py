@@ -22,8 +22,9 @@ from genlab.models.video_vae import VideoVAE
 from genlab.commands.train import train
 
 FRAMES, SIZE = 6, 16
-MODEL = {"static_dim": 3, "dynamic_dim": 2, "hidden": 16, "width": 8, "beta": 1.0, "lr": 1e-3, "betas": [0.9, 0.999],
-         "name": "video_vae"}
+MODEL = {"static_dim": 4, "dynamic_dim": 2, "hidden": 16, "width": 8, "beta": 1.0, "lr": 1e-3, "betas": [0.9, 0.999],
+         "name": "video_vae", "decoder": "conv", "slots": 2}
+DECODERS = ["conv", "sprites"]
 OPTIMIZER = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0}
 
 
@@ -34,28 +35,30 @@ def tiny(root) -> list[str]:
             "trainer.grid_size=4", "trainer.final_images=8", "hardware=cpu", "hardware.threads=1"]
 
 
-def model() -> VideoVAE:
+def model(decoder: str = "conv") -> VideoVAE:
     torch.manual_seed(0)
-    return VideoVAE(MODEL, OPTIMIZER, (FRAMES, 1, SIZE, SIZE), 1, torch.device("cpu"))
+    return VideoVAE({**MODEL, "decoder": decoder}, OPTIMIZER, (FRAMES, 1, SIZE, SIZE), 1, torch.device("cpu"))
 
 
-def test_decode_is_a_deterministic_function_of_the_latent_whose_parts_split_digits_and_path():
-    vae = model()
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_decode_is_a_deterministic_function_of_the_latent_whose_parts_split_digits_and_path(decoder):
+    vae = model(decoder)
     vae.train(False)
     z = vae.prior(3, torch.Generator().manual_seed(0))
-    assert z.shape == (3, 3 + FRAMES * 2)
+    assert z.shape == (3, 4 + FRAMES * 2)
     clips = vae.decode(z)
     assert clips.shape == (3, FRAMES, 1, SIZE, SIZE) and 0 <= clips.min() and clips.max() <= 1
     assert torch.equal(clips, vae.decode(z.clone()))
     # The static part is the same code in every frame; the motion noise only feeds z_t from frame t on.
     later = z.clone()
-    later[:, 3 + 2 * (FRAMES - 1):] += 1.0                  # the last frame's noise only
+    later[:, 4 + 2 * (FRAMES - 1):] += 1.0                  # the last frame's noise only
     changed = (vae.decode(later) - clips).abs().flatten(2).amax(2)
     assert (changed[:, : FRAMES - 1] == 0).all() and (changed[:, -1] > 0).all()
 
 
-def test_a_training_step_on_one_batch_lowers_the_loss():
-    vae = model()
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_a_training_step_on_one_batch_lowers_the_loss(decoder):
+    vae = model(decoder)
     clips = torch.rand(4, FRAMES, 1, SIZE, SIZE).round()
     torch.manual_seed(1)
     first = vae.train_step(Batch(clips, torch.zeros(4, dtype=torch.long)))
@@ -64,16 +67,62 @@ def test_a_training_step_on_one_batch_lowers_the_loss():
     assert set(first) >= {"recon_nats", "kl_static_nats", "kl_motion_nats", "neg_elbo_nats", "neg_elbo_nats_per_frame"}
     assert float(last["loss_nats"]) < float(first["loss_nats"])
     assert float(first["neg_elbo_nats_per_frame"]) == pytest.approx(float(first["neg_elbo_nats"]) / FRAMES)
-    # −ELBO per clip: the summed BCE of FRAMES·SIZE² pixels (≈ log 2 each at the start) plus the KLs
-    assert float(first["recon_nats"]) == pytest.approx(FRAMES * SIZE * SIZE * np.log(2), rel=0.1)
+    if decoder == "conv":  # −ELBO per clip: the summed BCE of FRAMES·SIZE² pixels (≈ log 2 each at the start)
+        assert float(first["recon_nats"]) == pytest.approx(FRAMES * SIZE * SIZE * np.log(2), rel=0.1)
+
+
+class Returns(torch.nn.Module):
+    """A stand-in network: forward(x) = function(x)."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+def test_sprites_are_drawn_from_s_alone_moved_by_z_and_merged_by_max():
+    decoder = model("sprites").decoder
+    assert decoder.sprite_size == SIZE // 2
+    b = decoder.background.item()
+    dots = torch.full((2, 1, 8, 8), b)  # slot k's sprite: background but one bright pixel at (row 2 + k, column 5)
+    dots[0, 0, 2, 5], dots[1, 0, 3, 5] = 4.0, 6.0
+    decoder.sprite = Returns(lambda codes: dots.repeat(len(codes) // 2, 1, 1, 1))
+    # tanh(where(z)) = centres: slot 0 at the frame's centre, slot 1 shifted by (+0.5, −0.25) of the half-side
+    centres = torch.tensor([[0.0, 0.0, 0.5, -0.25]])
+    decoder.where = Returns(lambda z: torch.atanh(centres).expand(len(z), -1))
+    with torch.no_grad():
+        frame = decoder(torch.zeros(1, 4 + 2))[0, 0]
+    # frame pixel = sprite pixel + 4 (a centred 8 px sprite on 16 px) + the centre × 8 px
+    assert frame[2 + 4, 5 + 4] == pytest.approx(4.0, abs=1e-4) and frame[3 + 4 - 2, 5 + 4 + 4] == pytest.approx(6.0, abs=1e-4)
+    others = frame.clone()
+    others[6, 9] = others[5, 13] = b
+    assert torch.allclose(others, torch.full_like(others, b), atol=1e-4)  # background b wherever no sprite is bright
+    centres[0, 2:] = 0.0  # both sprites at the centre, one pixel apart: each keeps its own, the max of the two
+    with torch.no_grad():
+        frame = decoder(torch.zeros(1, 4 + 2))[0, 0]
+    assert frame[6, 9] == pytest.approx(4.0, abs=1e-4) and frame[7, 9] == pytest.approx(6.0, abs=1e-4)
+
+
+def test_s_alone_sets_the_sprites_shapes():
+    vae = model("sprites")
+    vae.train(False)
+    z = vae.prior(2, torch.Generator().manual_seed(0))
+    moved = z.clone()
+    moved[:, 4:] = torch.randn(2, FRAMES * 2)  # another path: the same sprites, elsewhere
+    sprites = lambda latents: vae.decoder.sprite(latents[:, :4].reshape(4, 2))  # noqa: E731
+    assert torch.equal(sprites(z), sprites(moved)) and not torch.equal(vae.decode(z), vae.decode(moved))
 
 
 @needs_mnist
-def test_resumed_run_equals_uninterrupted_run(tmp_path, data_root):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_resumed_run_equals_uninterrupted_run(tmp_path, data_root, decoder):
     straight, split = tmp_path / "straight", tmp_path / "split"
 
     def compose(*overrides):
-        return compose_jobs("train", [*tiny(data_root), *overrides], False)[0]
+        return compose_jobs("train", [*tiny(data_root), f"model.decoder={decoder}", "model.static_dim=4", *overrides],
+                            False)[0]
 
     train(compose("trainer.max_steps=6"), straight)
     train(compose("trainer.max_steps=3"), split)
@@ -130,6 +179,11 @@ def test_the_cli_trains_and_sample_writes_a_gif_and_a_film_strip(tmp_path, data_
      "dataset.frames=1 is not allowed with model=video_vae: its motion prior needs clips of at least 2 frames"),
     (["model=video_vae", "dataset=moving_mnist", "model.static_dim=0"],
      "model.static_dim=0 is not allowed: expected an integer >= 1"),
+    (["model=video_vae", "dataset=moving_mnist", "model.decoder=mlp"],
+     "model.decoder='mlp' is not allowed: choose one of conv, sprites"),
+    (["model=video_vae", "dataset=moving_mnist", "model.decoder=sprites", "model.static_dim=15"],
+     "model.static_dim=15 is not allowed with model.decoder=sprites and model.slots=2: each slot takes an equal "
+     "share of s; use a multiple of 2"),
 ])
 def test_clips_and_still_images_do_not_mix(overrides, message):
     (cfg,) = compose_jobs("train", overrides, multirun=False)

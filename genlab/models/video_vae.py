@@ -20,6 +20,19 @@ in nats:
 
 Scalars are per clip (summed over its T frames); `neg_elbo_nats_per_frame` divides by T.
 
+Decoders (`model.decoder`). `conv`: D(s, z_t) is one conv decoder of [s | z_t], free to draw the digits'
+shapes from z_t as well as from s. `sprites`: an object-centric decoder that cannot: s is split into
+`model.slots` codes s¹…s^K, one sprite per code (logits a^k on a square of half the frame's side, one
+shared conv decoder), and z_t only moves them: (c^k_t) = tanh(W(z_t)), each sprite's centre in the
+frame's [−1, 1] coordinates, and
+
+    D(s, z_t)[p] = b + max_k (a^k − b)(p − c^k_t)     (bilinear sampling; a sprite is b outside its square)
+
+with b a learned background logit. max over logits is the logit of the max over intensities
+(sigmoid is increasing): Moving MNIST merges overlapping digits by max (Srivastava et al. 2015). The
+digits' shapes can come only from s, so a sampled clip keeps them in every frame; z_t can only say
+where they are (as in DDPAE's pose/content split, Hsieh et al. 2018).
+
 Latents (`prior`): one flat vector per clip, [s (static_dim) | ε_1 … ε_T (dynamic_dim each)], all
 N(0, I). `decode` runs the learned prior forward, z_t = m_t + ρ_t·ε_t, so it is deterministic given
 the latent: the first static_dim numbers set the digits, the rest their path. Samples are clips
@@ -81,6 +94,32 @@ class ClipEncoder(nn.Module):
         return static, dynamic
 
 
+class SpriteDecoder(nn.Module):
+    """[s | z_t] → frame logits through `slots` sprites drawn from s and moved by z_t (module docstring)."""
+
+    def __init__(self, frame_shape, width: int, hidden: int, static_dim: int, dynamic_dim: int, slots: int):
+        super().__init__()
+        self.frame_shape, self.static_dim, self.slots = tuple(frame_shape), static_dim, slots
+        size = frame_shape[-1]
+        self.sprite_size = max(8, size // 8 * 4)  # half the side, a multiple of 4 (ConvDecoder's sizes)
+        self.sprite = ConvDecoder((frame_shape[0], self.sprite_size, self.sprite_size), width, static_dim // slots)
+        self.where = nn.Sequential(nn.Linear(dynamic_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * slots))
+        self.background = nn.Parameter(torch.tensor(-5.0))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:  # codes (M, static_dim + dynamic_dim)
+        m, (channels, height, width) = codes.shape[0], self.frame_shape
+        static, motion = codes[:, : self.static_dim], codes[:, self.static_dim :]
+        sprites = self.sprite(static.reshape(m * self.slots, -1)) - self.background
+        centres = torch.tanh(self.where(motion)).view(m * self.slots, 2)  # (x, y) in the frame's [−1, 1]
+        scale = torch.tensor([width, height], dtype=codes.dtype, device=codes.device) / self.sprite_size
+        theta = torch.zeros(m * self.slots, 2, 3, dtype=codes.dtype, device=codes.device)
+        theta[:, 0, 0], theta[:, 1, 1] = scale[0], scale[1]
+        theta[:, :, 2] = -centres * scale  # frame point p ↦ sprite point (p − c)·scale
+        grid = F.affine_grid(theta, [m * self.slots, channels, height, width], align_corners=False)
+        placed = F.grid_sample(sprites.to(grid.dtype), grid, padding_mode="zeros", align_corners=False)
+        return placed.view(m, self.slots, channels, height, width).amax(1) + self.background
+
+
 class MotionPrior(nn.Module):
     """p(z_t | z_<t): a GRU over the previous motion latent → (m_t, log ρ_t²)."""
 
@@ -110,7 +149,10 @@ class VideoVAE(GenerativeModel):
         hidden = model["hidden"]
         self.encoder = ClipEncoder(frame_shape, model["width"], hidden, self.static_dim, self.dynamic_dim).to(device)
         self.prior_net = MotionPrior(hidden, self.dynamic_dim).to(device)
-        self.decoder = ConvDecoder(frame_shape, model["width"], self.static_dim + self.dynamic_dim).to(device)
+        self.decoder = (ConvDecoder(frame_shape, model["width"], self.static_dim + self.dynamic_dim)
+                        if model["decoder"] == "conv" else
+                        SpriteDecoder(frame_shape, model["width"], hidden, self.static_dim, self.dynamic_dim,
+                                      model["slots"])).to(device)
         params = [p for name in self.nets for p in getattr(self, name).parameters()]
         self.optimizer = make_optimizer(params, optimizer)
         self.device = device
@@ -122,9 +164,20 @@ class VideoVAE(GenerativeModel):
         for key in ("static_dim", "dynamic_dim", "hidden", "width"):
             require(cfg, f"model.{key}", "int", low=1)
         require(cfg, "model.lr", "number", low=0, low_open=True)
+        require(cfg, "model.decoder", "str", choices=("conv", "sprites"))
+        require(cfg, "model.slots", "int", low=1)
+        if cfg.model.decoder == "sprites" and cfg.model.static_dim % cfg.model.slots:
+            raise ConfigError(f"model.static_dim={cfg.model.static_dim} is not allowed with model.decoder=sprites and "
+                              f"model.slots={cfg.model.slots}: each slot takes an equal share of s; use a multiple "
+                              f"of {cfg.model.slots}")
         if cfg.dataset.get("frames") == 1:
             raise ConfigError(f"dataset.frames=1 is not allowed with model={cfg.model.name}: its motion prior needs "
                               "clips of at least 2 frames")
+
+    @classmethod
+    def migrate(cls, config: dict) -> None:
+        config["model"].setdefault("decoder", "conv")  # the only decoder before model.decoder
+        config["model"].setdefault("slots", 2)
 
     # -- the model interface ---------------------------------------------------------------------
 
