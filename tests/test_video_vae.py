@@ -192,15 +192,15 @@ def test_clips_and_still_images_do_not_mix(overrides, message):
     assert str(raised.value) == message
 
 
-@pytest.fixture(scope="module")
-def explorer(tmp_path_factory, data_root):
+@pytest.fixture(scope="module", params=DECODERS)
+def explorer(request, tmp_path_factory, data_root):
     """A tiny video_vae checkpoint (2 steps) behind a running explore server: (url, ckpt)."""
     import threading
 
     from genlab.explore.server import Explorer, ExploreServer
 
     run = tmp_path_factory.mktemp("explore") / "run"
-    overrides = [*tiny(data_root), "trainer.max_steps=2"]
+    overrides = [*tiny(data_root), "trainer.max_steps=2", f"model.decoder={request.param}", "model.static_dim=4"]
     train(compose_jobs("train", overrides, False)[0], run, overrides)
     server = ExploreServer(Explorer(run / "checkpoints" / "last.pt", log=lambda line: None), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -229,13 +229,13 @@ def test_explore_serves_clips_whose_static_and_motion_sliders_move_different_thi
     status, info = call(url + "api/info")
     assert status == 200 and info["mime"] == "image/gif" and info["image_shape"] == [FRAMES, 1, SIZE, SIZE]
     names = [d["name"] for d in info["directions"]]
-    assert [n.split()[0] for n in names[:10]] == ["static"] * 3 + ["motion"] * 7   # static_dim=3: all three, then motion
+    assert [n.split()[0] for n in names[:10]] == ["static"] * 4 + ["motion"] * 6   # static_dim=4: all four, then motion
     status, answer = call(url + "api/decode", {"seed": 3})
     assert status == 200 and len(gif_frames(answer["images"][0])) == FRAMES and answer["ms"] > 0
     z = np.array(answer["latents"][0])
     static = np.array(info["directions"][0]["vector"])
     last_motion = np.zeros_like(z)
-    last_motion[3 + 2 * (FRAMES - 1)] = 1.0                       # ε of the last frame
+    last_motion[4 + 2 * (FRAMES - 1)] = 1.0                       # ε of the last frame
     status, moved = call(url + "api/decode", {"latents": [z.tolist(), (z + 3 * static).tolist(),
                                                           (z + 3 * last_motion).tolist()]})
     assert status == 200
