@@ -163,7 +163,7 @@ def test_the_clip_likelihood_uses_the_learned_motion_prior():
     vae = model()
     vae.train(False)
     z = torch.randn(3, vae.latent_size)
-    static, motion = z[:, :3], z[:, 3:].view(3, FRAMES, 2)
+    static, motion = z[:, :4], z[:, 4:].view(3, FRAMES, 2)
     previous = torch.cat([torch.zeros(3, 1, 2), motion[:, :-1]], 1)
     mean, logvar = vae.prior_net(previous)[0].chunk(2, -1)
     expected = torch.distributions.Normal(0, 1).log_prob(static).sum(1) \
