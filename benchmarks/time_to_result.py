@@ -68,12 +68,23 @@ def eval_plan(preset: str) -> tuple[str, dict[str, str]] | None:
 
 # -- workers: run in a fresh process with one side's genlab on PYTHONPATH --------------------------
 
+def _genlab_function(module: str, old_module: str, name: str):
+    """genlab.<module>.<name>, or genlab.<old_module>.<name> in revisions before the package's
+    split into config/ and commands/ (e.g. e383fc6, the revision issue 29 measures against)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(f"genlab.{module}"), name)
+    except ModuleNotFoundError:
+        return getattr(importlib.import_module(f"genlab.{old_module}"), name)
+
+
 def worker_train(args) -> dict:
     import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from genlab.config.compose import compose_jobs
-    from genlab.commands.train import train
+    compose_jobs = _genlab_function("config.compose", "compose", "compose_jobs")
+    train = _genlab_function("commands.train", "train", "train")
 
     steps = args.train_steps
     overrides = [f"+experiment={args.preset}", f"trainer.max_steps={3 * steps}", f"trainer.log_every={steps}",
@@ -96,8 +107,9 @@ def worker_eval(args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from genlab.config.compose import compose_jobs
     from genlab.metrics.evaluation import evaluate
+
+    compose_jobs = _genlab_function("config.compose", "compose", "compose_jobs")
 
     torch.set_num_threads(args.threads)
     settings = json.loads(args.settings)

@@ -7,7 +7,8 @@
 - the rebuilt Inception (batch norms folded, channels-last) = the TorchScript graph (1e-4 relative
   to the features' scale), and its bf16 autocast within 5 % (measured: ~2 %; the FID it gives is
   compared in docs/performance.md);
-- hardware.layout=auto: what it picks is printed in the run's first line and stored in the checkpoint.
+- hardware.layout=auto and hardware.precision=auto: what they pick is printed in the run's first line
+  and stored in the checkpoint.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from genlab.metrics import inception
 from genlab.metrics.likelihood import nll_bounds
 from genlab.models import build_model
 from genlab.models.nets import ConvDecoder, subpixel_weights
-from genlab.training.runtime import AUTO_LAYOUT, native_bf16, resolve_layout
+from genlab.training.runtime import AUTO_LAYOUT, AUTO_PRECISION, native_bf16, resolve_layout, resolve_precision
 from conftest import REPO, TINY, genlab
 
 torch.set_num_threads(1)
@@ -185,26 +186,31 @@ def test_native_bf16_respects_a_lower_kernel_limit():
     assert out.strip() == "False"
 
 
-def test_layout_auto_resolves_per_device_kind():
-    cpu = torch.device("cpu")
-    assert resolve_layout({"layout": "auto"}, cpu) == AUTO_LAYOUT["cpu, native bf16" if native_bf16() else "cpu"]
+def test_layout_and_precision_auto_resolve_per_device_kind():
+    cpu, kind = torch.device("cpu"), "cpu, native bf16" if native_bf16() else "cpu"
+    assert resolve_layout({"layout": "auto"}, cpu) == AUTO_LAYOUT[kind]
     assert resolve_layout({"layout": "contiguous"}, cpu) == "contiguous"
     assert resolve_layout({"layout": "channels_last"}, cpu) == "channels_last"
     assert resolve_layout({"layout": "auto"}, torch.device("cuda")) == "contiguous"
+    assert resolve_precision({"precision": "auto"}, cpu) == ("bf16" if native_bf16() else "fp32") == AUTO_PRECISION[kind]
+    assert resolve_precision({"precision": "fp16"}, cpu) == "fp16"
+    assert resolve_precision({"precision": "auto"}, torch.device("cuda")) == "fp32"
 
 
-@pytest.mark.parametrize("layout", ["auto", "channels_last"])
-def test_the_layout_is_in_the_first_line_and_the_checkpoint(tmp_path, layout):
+@pytest.mark.parametrize("layout,precision", [("auto", "auto"), ("channels_last", "fp32")])
+def test_the_layout_and_precision_are_in_the_first_line_and_the_checkpoint(tmp_path, layout, precision):
     tiny = [o.replace("hardware=cpu", "hardware=auto") for o in TINY]
-    result = genlab("train", *tiny, f"hardware.layout={layout}", "hydra.run.dir=run", cwd=tmp_path)
+    result = genlab("train", *tiny, f"hardware.layout={layout}", f"hardware.precision={precision}",
+                    "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     picked = resolve_layout({"layout": layout}, torch.device("cpu"))
+    computed = resolve_precision({"precision": precision}, torch.device("cpu"))
     first = result.stdout.strip().splitlines()[0]  # Hydra's job logging writes to stdout
-    assert f"layout {picked}" in first, first
-    if layout == "auto":
-        assert "hardware.layout=auto on " in first
+    assert f"layout {picked}, precision {computed}" in first, first
+    assert ("hardware.layout=auto and hardware.precision=auto on " in first) == (layout == "auto"), first
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["layout"] == picked and state["config"]["hardware"]["layout"] == layout
+    assert state["precision"] == computed and state["config"]["hardware"]["precision"] == precision
     if picked == "channels_last":
         weight = state["model"]["encoder"]["convs.2.weight"]
         assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

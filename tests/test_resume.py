@@ -139,6 +139,26 @@ def test_a_different_device_behind_hardware_auto_is_drift(tmp_path):
         train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=6", f"resume={run}"), run)
 
 
+def test_hardware_auto_continues_with_the_precision_the_run_trained_with(tmp_path):
+    # hardware.precision=auto picks bf16 on CPUs with native bf16 and fp32 elsewhere; a resumed run
+    # keeps what it trained with (here: as if it had started on the other kind of CPU), so it
+    # continues exactly; naming another precision is a change like any other.
+    run = tmp_path / "run"
+    train(compose("hardware=auto", "hardware.threads=1"), run)
+    state = load_checkpoint(run)
+    here = state["precision"]
+    assert state["config"]["hardware"]["precision"] == "auto" and here in ("bf16", "fp32")
+    elsewhere = "fp32" if here == "bf16" else "bf16"
+    save_checkpoint({**state, "precision": elsewhere}, run / "checkpoints" / "last.pt")
+    train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=6", f"resume={run}"), run)
+    assert load_checkpoint(run)["precision"] == elsewhere
+    with pytest.raises(ConfigError, match=f"would change how it trains: hardware.precision {elsewhere} → {here}"):
+        train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=8", f"hardware.precision={here}",
+                      f"resume={run}"), run)
+    train(compose("hardware=auto", "hardware.threads=1", "trainer.max_steps=8", f"hardware.precision={elsewhere}",
+                  f"resume={run}"), run)  # the precision it trained with, named: no change
+
+
 @needs_mnist
 def test_a_run_whose_data_moved_resumes_and_records_where(tmp_path, data_root):
     # The checkpoint stores dataset.root resolved (GENLAB_DATA_ROOT or ~ expanded): on another

@@ -78,7 +78,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     from genlab.training.distributed import world
     from genlab.models import build_model
     from genlab.training.resume import check_resume, run_config, stored_overrides
-    from genlab.training.runtime import device_name, layout_note, prepare_nets, setup_device
+    from genlab.training.runtime import device_name, hardware_note, prepare_nets, resolve_precision, setup_device
     from genlab.training.checkpoint import RunCheckpoints, load_checkpoint, refuse_overwrite, resolve
     from genlab.training.logging import RunLogger
     from genlab.training.loop import LoopSettings, fit
@@ -105,6 +105,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         raise UserError(f"building model={cfg.model.name} ran out of memory on {device} "
                         f"({str(e).splitlines()[0][:120]}): use smaller sizes (model.width, trainer.batch_size)") from None
     layout = prepare_nets(model, plain["hardware"], device)
+    precision = resolve_precision(plain["hardware"], device, resume)
     trainer = LoopSettings(**{k: plain["trainer"][k] for k in LoopSettings.__dataclass_fields__})
     batches = Batches(data, trainer.batch_size, cfg.seed, device, dynamic_binarize=cfg.dataset.binarize == "dynamic",
                       shard=ranks)
@@ -119,15 +120,16 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     dataset = "/".join(filter(None, (cfg.dataset.name, cfg.dataset.get("split"))))
     log.info(f"{cfg.model.name} on {dataset} {data.image_shape}, {data.num_images:,} images, {data.num_classes} classes, "
              f"binarize {cfg.dataset.binarize}, device {device}" + (f", {ranks.size} processes" if ranks.size > 1 else "")
-             + (f", from step {start}" if start else "") + f", {layout_note(plain['hardware'], layout)}")
+             + (f", from step {start}" if start else "") + f", {hardware_note(plain['hardware'], layout, precision, resume is not None)}")
     meta = {"config": run_config(plain), "overrides": stored_overrides(overrides or []),
             "device": device_name(plain["hardware"]), "processes": ranks.size, "layout": layout,
+            "precision": precision,
             "data": {"image_shape": list(data.image_shape), "num_classes": data.num_classes,
                      "class_names": list(data.class_names)}}
     checkpoints = RunCheckpoints(checkpoints_dir, trainer.keep_last, newest)
     try:
         step, metrics = fit(model, data, batches, trainer, checkpoints=checkpoints, logger=logger, device=device,
-                            precision=plain["hardware"]["precision"], seed=cfg.seed, checkpoint_meta=meta,
+                            precision=precision, seed=cfg.seed, checkpoint_meta=meta,
                             resume=resume)
     finally:
         if logger:

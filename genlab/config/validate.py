@@ -115,7 +115,7 @@ def validate_hardware(cfg: DictConfig) -> None:
         visible = torch.cuda.device_count()
         if int(device.partition(":")[2] or 0) >= visible:
             raise ConfigError(f"hardware.device={device} is not available: {visible} CUDA GPUs are visible; use hardware=cpu or hardware=auto")
-    require(cfg, "hardware.precision", "str", choices=("fp32", "bf16", "fp16"))
+    require(cfg, "hardware.precision", "str", choices=("auto", "fp32", "bf16", "fp16"))
     require(cfg, "hardware.layout", "str", choices=("auto", "contiguous", "channels_last"))
     if cfg.hardware.threads is not None:
         require(cfg, "hardware.threads", "int", low=1)

@@ -93,13 +93,19 @@ def check_resume(state: dict, path: Path, current: dict) -> dict[str, tuple]:
     `current`; raise ConfigError when one would alter training without force_resume, or when
     trainer.max_steps leaves nothing to do."""
     from genlab.training.distributed import planned_size
-    from genlab.training.runtime import device_name
+    from genlab.training.runtime import device_name, trained_precision
 
     changes = config_changes(state["config"], current)
     # hardware.device=auto names different devices on different machines.
     device = device_name(current["hardware"])
     if state.get("device", device) != device:
         changes[DEVICE_IN_USE] = (state["device"], device)
+    # Precision is compared as trained (hardware.precision=auto resolved where the run started), and
+    # auto continues with it (runtime.resolve_precision).
+    trained, precision = trained_precision(state), current["hardware"]["precision"]
+    changes.pop("hardware.precision", None)
+    if precision not in ("auto", trained):
+        changes["hardware.precision"] = (trained, precision)
     processes = planned_size(current["hardware"])
     if state.get("processes", 1) != processes:
         changes[PROCESSES] = (state.get("processes", 1), processes)

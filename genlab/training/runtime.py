@@ -82,15 +82,18 @@ def setup_device(hardware: dict) -> torch.device:
     return torch.device(name)
 
 
-# hardware.layout=auto: per kind of device, the nets' memory layout that measured fastest for training
-# (benchmarks/time_to_result.py; docs/performance.md). Channels-last keeps float32 arithmetic, so a
-# run's figures change only as with another hardware.threads (the order of float sums). On CPUs
-# without native bf16 and on GPUs it was not measured: the default layout, as before.
+# hardware.layout=auto and hardware.precision=auto: per kind of device, what measured fastest for
+# training (benchmarks/time_to_result.py; docs/performance.md). Channels-last keeps float32 arithmetic,
+# so a run's figures change only as with another hardware.threads (the order of float sums). bf16
+# autocast is picked only where the vae_mnist preset's figure, its IWAE NLL, stayed within 0.1 nats
+# of float32's (86.71 nats; docs/performance.md has the run). On CPUs without native bf16 and on
+# GPUs neither was measured: the default layout and float32, as before.
 AUTO_LAYOUT = {"cpu, native bf16": "channels_last", "cpu": "contiguous", "cuda": "contiguous"}
+AUTO_PRECISION = {"cpu, native bf16": "bf16", "cpu": "fp32", "cuda": "fp32"}
 
 
 def device_kind(device: torch.device) -> str:
-    """The key of AUTO_LAYOUT for a device."""
+    """The key of AUTO_LAYOUT and AUTO_PRECISION for a device."""
     if device.type == "cpu":
         return "cpu, native bf16" if native_bf16() else "cpu"
     return device.type
@@ -102,12 +105,34 @@ def resolve_layout(hardware: dict, device: torch.device) -> str:
     return AUTO_LAYOUT.get(device_kind(device), "contiguous") if layout == "auto" else layout
 
 
-def layout_note(hardware: dict, layout: str) -> str:
-    """What the run's first line says about the layout (and, for auto, why)."""
-    if hardware.get("layout", "auto") != "auto":
-        return f"layout {layout}"
-    device = torch.device(device_name(hardware))
-    return f"layout {layout} (hardware.layout=auto on {cpu_name() if device.type == 'cpu' else device.type}: {device_kind(device)})"
+def trained_precision(state: dict) -> str:
+    """The precision a checkpoint's run trained with (checkpoints before hardware.precision=auto
+    store only their config's, which was never auto)."""
+    return state.get("precision", state["config"]["hardware"]["precision"])
+
+
+def resolve_precision(hardware: dict, device: torch.device, resumed: dict | None = None) -> str:
+    """hardware.precision with 'auto' resolved: for a resumed run (its checkpoint `resumed`) the
+    precision it trained with, so that it continues exactly; for a new run this device's pick."""
+    precision = hardware["precision"]
+    if precision != "auto":
+        return precision
+    return trained_precision(resumed) if resumed else AUTO_PRECISION.get(device_kind(device), "fp32")
+
+
+def hardware_note(hardware: dict, layout: str, precision: str, resumed: bool = False) -> str:
+    """What the run's first line says about the layout and precision (and, for auto, why)."""
+    note = f"layout {layout}, precision {precision}"
+    auto_precision = hardware["precision"] == "auto"
+    picked = [f"hardware.{key}=auto" for key, auto in (("layout", hardware.get("layout") == "auto"),
+                                                      ("precision", auto_precision and not resumed)) if auto]
+    if picked:
+        device = torch.device(device_name(hardware))
+        where = cpu_name() if device.type == "cpu" else device.type
+        note += f" ({' and '.join(picked)} on {where}: {device_kind(device)})"
+    if auto_precision and resumed:
+        note += " (hardware.precision=auto: the precision the run trained with)"
+    return note
 
 
 def prepare_nets(model, hardware: dict, device: torch.device) -> str:
