@@ -211,6 +211,11 @@ def test_the_layout_and_precision_are_in_the_first_line_and_the_checkpoint(tmp_p
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["layout"] == picked and state["config"]["hardware"]["layout"] == layout
     assert state["precision"] == computed and state["config"]["hardware"]["precision"] == precision
+    resumed = genlab("train", "resume=run", "trainer.max_steps=6", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    first = next(line for line in resumed.stdout.splitlines() if "from step 4" in line)
+    assert f"from step 4, layout {picked}, precision {computed}" in first, first
+    assert ("hardware.precision=auto: as the run trained" in first) == (precision == "auto"), first
     if picked == "channels_last":
         weight = state["model"]["encoder"]["convs.2.weight"]
         assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

@@ -6,7 +6,9 @@ the run's own directory. The result is compared with the checkpoint's resolved c
 A change that can alter the trained weights (model, dataset, optimizer, β, batch size, seed,
 device, precision, the number of hardware=ddp processes, …) is refused with every such key and
 both of its values, unless force_resume=true: the run then continues and records each change
-(TensorBoard text `resume` at the resume step, and resumes.yaml in the run directory). The keys in FREE may change on any resume:
+(TensorBoard text `resume` at the resume step, and resumes.yaml in the run directory). Precision is
+compared as the run trained (hardware.precision=auto resolved where it started), and auto continues
+with it on any machine. The keys in FREE may change on any resume:
 they set how long the run goes and what it writes, not the weights it computes (a different
 hardware.threads or hardware.compile may still change the order of float sums, so that
 continuation is close to, not bit-identical with, an uninterrupted run), and so may every key of

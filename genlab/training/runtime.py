@@ -122,17 +122,16 @@ def resolve_precision(hardware: dict, device: torch.device, resumed: dict | None
 
 def hardware_note(hardware: dict, layout: str, precision: str, resumed: bool = False) -> str:
     """What the run's first line says about the layout and precision (and, for auto, why)."""
-    note = f"layout {layout}, precision {precision}"
     auto_precision = hardware["precision"] == "auto"
     picked = [f"hardware.{key}=auto" for key, auto in (("layout", hardware.get("layout") == "auto"),
                                                       ("precision", auto_precision and not resumed)) if auto]
+    why = []
     if picked:
         device = torch.device(device_name(hardware))
-        where = cpu_name() if device.type == "cpu" else device.type
-        note += f" ({' and '.join(picked)} on {where}: {device_kind(device)})"
+        why.append(f"{' and '.join(picked)} on {cpu_name() if device.type == 'cpu' else device.type}: {device_kind(device)}")
     if auto_precision and resumed:
-        note += " (hardware.precision=auto: the precision the run trained with)"
-    return note
+        why.append("hardware.precision=auto: as the run trained")
+    return f"layout {layout}, precision {precision}" + (f" ({'; '.join(why)})" if why else "")
 
 
 def prepare_nets(model, hardware: dict, device: torch.device) -> str:
