@@ -92,7 +92,7 @@ class GenlabPath:
         from genlab.data.batches import Batches, on_device
         from genlab.models import build_model
         from genlab.training.resume import run_config
-        from genlab.training.runtime import device_name, prepare_nets, setup_device
+        from genlab.training.runtime import device_name, prepare_nets, resolve_precision, setup_device
 
         self.plain, self.run_dir = plain, run_dir
         self.device = setup_device(plain["hardware"])
@@ -101,6 +101,7 @@ class GenlabPath:
         self.model = build_model(plain["model"], plain["optimizer"], self.data.image_shape, self.data.num_classes,
                                  self.device)
         prepare_nets(self.model, plain["hardware"], self.device)
+        self.precision = resolve_precision(plain["hardware"], self.device)
         self.batches = Batches(self.data, plain["trainer"]["batch_size"], plain["seed"], self.device,
                                dynamic_binarize=plain["dataset"]["binarize"] == "dynamic")
         self.meta = {"config": run_config(plain), "overrides": [], "device": device_name(plain["hardware"]),
@@ -132,7 +133,7 @@ class GenlabPath:
         logger = StopwatchLogger(self.run_dir, 0, steps, interactive=False)
         try:
             fit(self.model, self.data, self.batches, trainer, checkpoints=RunCheckpoints(self.run_dir / "checkpoints", 0),
-                logger=logger, device=self.device, precision=self.plain["hardware"]["precision"],
+                logger=logger, device=self.device, precision=self.precision,
                 seed=self.plain["seed"], checkpoint_meta=self.meta)
         finally:
             logger.close()
