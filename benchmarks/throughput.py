@@ -188,7 +188,7 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
         real = (x * 2 - 1).requires_grad_(True)
         with torch.no_grad():
             fake = generator(torch.randn(len(x), latent), y)
-        (real_score, real_logits), (fake_score, _) = discriminator(real, y), discriminator(fake, y)
+        (real_score, real_logits, _), (fake_score, _, _) = discriminator(real, y), discriminator(fake, y)
         (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
         d_loss = (F.softplus(-real_score) + F.softplus(fake_score)).mean() + gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
         if class_weight:
@@ -201,7 +201,7 @@ def gan_update(model: dict, optimizer: dict, image_shape, num_classes: int):
         y = torch.cat([y[:half], y[: n - half]]) if classes else None  # pairs (i, half + i) share a label
         z = torch.randn(n, latent)
         fake = generator(z, y)
-        fake_score, fake_logits = discriminator(fake, y)
+        fake_score, fake_logits, _ = discriminator(fake, y)
         g_loss = F.softplus(-fake_score).mean()
         if class_weight:
             g_loss = g_loss + class_weight * F.cross_entropy(fake_logits, y)

@@ -30,7 +30,8 @@ from genlab.training.loop import NonFiniteError, ScalarWindow, LoopSettings, fit
 # Models whose continuation must be exact; each new model family is added here.
 MODELS = ["vae", "vae model.ema_decay=0.9", "gan", "cgan", "gan model.arch=infogan",
           "gan model.arch=infogan model.d_batchnorm=false",
-          "cgan model.arch=infogan_cr model.g_steps=2 model.d_lr_scale=2"]
+          "cgan model.arch=infogan_cr model.g_steps=2 model.d_lr_scale=2 model.prior=uniform model.info_codes=2 "
+          "model.info_weight=0.05"]
 
 
 def compose(*overrides: str):

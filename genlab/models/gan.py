@@ -53,6 +53,18 @@ Classifier GANs"), a linear head on D's features beside the projection: class lo
 (Odena et al. also train it on fakes). Without it the projection alone did not make the cgan
 draw its class on shapes (docs/gan-shapes.md, with what is still open).
 
+InfoGAN's mutual-information term (Chen et al. 2016, "InfoGAN: Interpretable Representation Learning by
+Information Maximizing Generative Adversarial Nets", eq. 5, with a factored Gaussian Q of unit
+variance as InfoGAN-CR's code, gan/latent.py `reg_log_prob` with q_std = 1): with k = info_codes and
+λ_I = info_weight > 0, the first k entries c of z are codes, a head Q on D's features (FC, LeakyReLU(0.2),
+FC k; spectrally normalised with infogan_cr, as theirs) estimates them from x̃ = G(z), and
+
+    L_I = ½‖Q(φ(x̃)) − c‖²      (−log N(c; Q(φ(x̃)), I) up to a constant: the variational bound on I(c; x̃))
+
+is added with weight λ_I to L_D (training Q and D's trunk) and to L_G. `prior=uniform` draws z ~ U(−1, 1)
+(InfoGAN-CR's latent) as erf(n/√2) of the usual N(0, I) draws n: Φ(n) ~ U(0, 1), so 2Φ(n) − 1 = erf(n/√2)
+is exactly uniform and every draw still comes from the batch's noise stream.
+
 One train_step = `d_steps` discriminator updates, each on the same real batch with fresh z, then
 `g_steps` generator updates, each with fresh z (InfoGAN-CR's code updates G twice per D update). D's
 learning rate is the optimizer's times `d_lr_scale` (two time-scale updates, Heusel et al. 2017;
@@ -84,6 +96,7 @@ updates where they come from G):
                           before its optimizer step
     real_class_acc, fake_class_acc   cgan with class_loss > 0: how often D's auxiliary classifier
                           gives the real batch its labels, and G's batch the labels G was given
+    info_loss             info_weight > 0: L_I on the D updates' generated batches
 """
 
 from __future__ import annotations
@@ -127,24 +140,28 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, image_shape, arch: str, width: int, num_classes: int, classify: bool = False,
-                 batchnorm: bool | None = None):
+                 batchnorm: bool | None = None, codes: int = 0):
         super().__init__()
         self.net = ARCHS[arch][1](image_shape, width, **({} if batchnorm is None else {"batchnorm": batchnorm}))
         self.project = nn.Embedding(num_classes, self.net.flat_features) if num_classes else None
         if self.project is not None:
             nn.init.normal_(self.project.weight, 0.0, 0.02)
         self.classifier = nn.Linear(self.net.flat_features, num_classes) if num_classes and classify else None
+        features = self.net.flat_features
+        self.q = nn.Sequential(nn.Linear(features, features), nn.LeakyReLU(0.2), nn.Linear(features, codes)) if codes else None
         if getattr(self.net, "spectral_norm", False):  # the pair's own layers are normalised: these too
-            for module in (self.project, self.classifier):
-                if module is not None:
+            for module in (self.project, self.classifier, *(self.q or [])):
+                if isinstance(module, (nn.Embedding, nn.Linear)):
                     torch.nn.utils.parametrizations.spectral_norm(module)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        """(scores (N,), class logits (N, K) or None, code estimates (N, info_codes) or None)."""
         features = self.net.features(x)
         score = self.net.head(features).squeeze(1)
         if self.project is not None:
             score = score + (self.project(labels) * features).sum(1)
-        return score, None if self.classifier is None else self.classifier(features)
+        logits = None if self.classifier is None else self.classifier(features)
+        return score, logits, None if self.q is None else self.q(features)
 
 
 def diversity_ratio(images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -171,13 +188,15 @@ class GAN(GenerativeModel):
         self.d_steps, self.ema_decay, self.r1_gamma = model["d_steps"], model["ema_decay"], model["r1_gamma"]
         self.g_steps = model["g_steps"]
         self.mode_seeking = model["mode_seeking"]
+        self.uniform_prior = model["prior"] == "uniform"
+        self.info_codes, self.info_weight = model["info_codes"], model["info_weight"]
         self.num_classes = num_classes if self.conditional else None
         self.class_loss = model["class_loss"] if self.conditional else 0.0
         classes, embed_dim = (num_classes, model["embed_dim"]) if self.conditional else (0, 0)
         arch, width = model["arch"], model["width"]
         self.generator = Generator(image_shape, arch, width, self.latent_dim, classes, embed_dim).to(device)
         self.discriminator = Discriminator(image_shape, arch, width, classes, self.class_loss > 0,
-                                           model["d_batchnorm"]).to(device)
+                                           model["d_batchnorm"], self.info_codes if self.info_weight else 0).to(device)
         self.generator_ema = average_of(self.generator)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
@@ -201,6 +220,15 @@ class GAN(GenerativeModel):
         require(cfg, "model.d_lr_scale", "number", low=0, low_open=True)
         require(cfg, "model.r1_gamma", "number", low=0)
         require(cfg, "model.mode_seeking", "number", low=0)
+        require(cfg, "model.prior", "str", choices=("normal", "uniform"))
+        require(cfg, "model.info_codes", "int", low=0)
+        if cfg.model.info_codes > cfg.model.latent_dim:
+            raise ConfigError(f"model.info_codes={cfg.model.info_codes} is more than z's {cfg.model.latent_dim} "
+                              "dimensions: lower it, or raise noise_dim")
+        require(cfg, "model.info_weight", "number", low=0)
+        if cfg.model.info_weight > 0 and cfg.model.info_codes == 0:
+            raise ConfigError(f"model.info_weight={cfg.model.info_weight} needs model.info_codes > 0: name how many of "
+                              "z's dimensions the Q head recovers (InfoGAN-CR: 5), or set model.info_weight=0")
         require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
         require_decay(cfg)
         if cfg.hardware.precision == "fp16" and cfg.model.r1_gamma > 0:
@@ -215,10 +243,17 @@ class GAN(GenerativeModel):
         config["model"].setdefault("g_steps", 1)  # one G update per step, one learning rate, before these keys
         config["model"].setdefault("d_lr_scale", 1.0)
         config["model"].setdefault("d_batchnorm", None)  # each arch's own D, before the switch
+        config["model"].setdefault("prior", "normal")  # z ~ N(0, I) and no Q head before these keys
+        config["model"].setdefault("info_codes", 0)
+        config["model"].setdefault("info_weight", 0.0)
         config.pop("beta", None)  # the VAE's shorthand, at the top of every run's config before it moved to vae.yaml
 
+    def _from_normal(self, noise: torch.Tensor) -> torch.Tensor:
+        """z from N(0, I) draws: themselves, or 2Φ(n) − 1 = erf(n/√2) ~ U(−1, 1) for the uniform prior."""
+        return torch.erf(noise / 2**0.5) if self.uniform_prior else noise
+
     def prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator)
+        return self._from_normal(torch.randn(n, self.latent_dim, generator=generator))
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -227,7 +262,13 @@ class GAN(GenerativeModel):
         return (self.generator_ema(latents.to(self.device), labels) + 1) / 2
 
     def _noise(self, batch: Batch) -> torch.Tensor:
-        return batch.noise((batch.images.shape[0], self.latent_dim))
+        return self._from_normal(batch.noise((batch.images.shape[0], self.latent_dim)))
+
+    def _info_loss(self, codes: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        """InfoGAN's L_I: mean over the batch of Σ_k ½(q_k − z_k)² over the first info_codes entries of z; 0 without a Q head."""
+        if codes is None:
+            return torch.zeros((), device=self.device)
+        return 0.5 * (codes.float() - z[:, : self.info_codes]).pow(2).sum(1).mean()
 
     def _d_loss(self, real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
         if self.loss == "hinge":
@@ -253,23 +294,27 @@ class GAN(GenerativeModel):
         n = real.shape[0]
         d_stats = []
         for _ in range(self.d_steps):
+            z = self._noise(batch)
             with torch.no_grad():
-                fake = self.generator(self._noise(batch), labels)
-            real_score, real_logits = self.discriminator(real, labels)
-            fake_score, _ = self.discriminator(fake, labels)
+                fake = self.generator(z, labels)
+            real_score, real_logits, _ = self.discriminator(real, labels)
+            fake_score, _, fake_codes = self.discriminator(fake, labels)
             real_score, fake_score = real_score.float(), fake_score.float()
             d_loss = self._d_loss(real_score, fake_score)
             class_loss, real_class_acc = self._classified(real_logits, labels)
+            info_loss = self._info_loss(fake_codes, z)
             grad_sq = torch.zeros((), device=self.device)
             if self.r1_gamma > 0:
                 scale = optim.loss_scale(self.d_optimizer)  # under fp16, keeps ∇x D(x) from underflowing
                 (grad,) = torch.autograd.grad(real_score.sum() * scale, real, create_graph=True)
                 grad_sq = (grad.float() / scale).pow(2).flatten(1).sum(1).mean()
             self.d_optimizer.zero_grad(set_to_none=True)
-            optim.backward(d_loss + self.r1_gamma / 2 * grad_sq + self.class_loss * class_loss, self.d_optimizer)
+            optim.backward(d_loss + self.r1_gamma / 2 * grad_sq + self.class_loss * class_loss
+                           + self.info_weight * info_loss, self.d_optimizer)
             optim.unscale(self.d_optimizer)
             d_stats.append(torch.stack([d_loss.detach(), grad_sq.detach(), self._shown(real_score),
-                                        self._shown(fake_score), _grad_norm(self.discriminator), real_class_acc]))
+                                        self._shown(fake_score), _grad_norm(self.discriminator), real_class_acc,
+                                        info_loss.detach()]))
             optim.step(self.d_optimizer)
 
         # D's weights get no gradient from the generator's loss: skip computing it.
@@ -280,11 +325,11 @@ class GAN(GenerativeModel):
         for _ in range(self.g_steps):
             z = self._noise(batch)
             fake = self.generator(z, labels)
-            fake_score, fake_logits = self.discriminator(fake, labels)
+            fake_score, fake_logits, fake_codes = self.discriminator(fake, labels)
             g_loss = self._g_loss(fake_score.float())
             class_loss, fake_class_acc = self._classified(fake_logits, labels)
             diversity = diversity_ratio(fake, z)
-            total = g_loss + self.class_loss * class_loss
+            total = g_loss + self.class_loss * class_loss + self.info_weight * self._info_loss(fake_codes, z)
             if self.mode_seeking:
                 total = total + self.mode_seeking / (diversity + 1e-5)
             self.g_optimizer.zero_grad(set_to_none=True)
@@ -297,12 +342,14 @@ class GAN(GenerativeModel):
             self.ema_updates += 1
         self.discriminator.requires_grad_(True)
 
-        d_loss, r1_grad_sq, d_real, d_fake, d_grad_norm, real_class_acc = torch.stack(d_stats).mean(0)
+        d_loss, r1_grad_sq, d_real, d_fake, d_grad_norm, real_class_acc, info_loss = torch.stack(d_stats).mean(0)
         g_loss, diversity, g_grad_norm, fake_class_acc = torch.stack(g_stats).mean(0)
         stats = {"d_loss": d_loss, "g_loss": g_loss, "g_diversity": diversity, "d_real": d_real,
                  "d_fake": d_fake, "r1_grad_sq": r1_grad_sq, "d_grad_norm": d_grad_norm, "g_grad_norm": g_grad_norm}
         if self.class_loss:
             stats |= {"real_class_acc": real_class_acc, "fake_class_acc": fake_class_acc}
+        if self.info_weight:
+            stats["info_loss"] = info_loss
         return stats
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
