@@ -302,7 +302,8 @@ def test_infogan_follows_the_fp16_rules_and_trains_under_fp16(arch):
     with pytest.raises(ConfigError, match="R1's double backward through BatchNorm overflows fp16"):
         validate_train(composed("model=gan", f"model.arch={arch}", "hardware.precision=fp16"))
     torch.manual_seed(0)
-    model = make("cgan", arch=arch, r1_gamma=0.0)
+    info = {"prior": "uniform", "info_codes": 2, "info_weight": 0.05} if arch == "infogan_cr" else {}  # gan_shapes' Q head
+    model = make("cgan", arch=arch, r1_gamma=0.0, **info)
     skipped = []
     for i in range(12):  # loss scaling skips the first updates while S falls from 2^16 (~10 here)
         before = copy.deepcopy(model.state_dict())

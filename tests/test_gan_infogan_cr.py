@@ -174,7 +174,8 @@ def test_explore_serves_an_infogan_cr_cgan_through_the_model_interface(tmp_path)
     from genlab.commands.train import train
 
     # a large learning rate: two updates from the initial weights (N(0, 0.02²)) make z visible in 8-bit pixels
-    overrides = [*TINY, "model=cgan", "model.arch=infogan_cr", "noise_dim=8", "trainer.max_steps=2", "model.lr=0.05"]
+    overrides = [*TINY, "model=cgan", "model.arch=infogan_cr", "noise_dim=8", "trainer.max_steps=2", "model.lr=0.05",
+                 "model.prior=uniform", "model.info_codes=2", "model.info_weight=0.05"]  # with gan_shapes' Q head
     train(compose_jobs("train", overrides, False)[0], tmp_path / "run", overrides)
     with explorer_api(tmp_path / "run" / "checkpoints" / "last.pt") as call:
         info = call("api/info")
