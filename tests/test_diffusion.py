@@ -360,3 +360,30 @@ def test_the_mnist_preset_composes_and_is_sized_as_its_header_says():
     plain = OmegaConf.to_container(cfg, resolve=True)
     params, _, _ = size_estimate(plain["model"], plain["optimizer"], (1, 28, 28), 10, 2)
     assert 2e6 < params < 6e6 and cfg.model.class_conditional is False and cfg.dataset.name == "mnist"
+
+
+
+def test_hardware_compile_compiles_the_nets_sample_and_eval_run(tiny_run, tmp_path, monkeypatch):
+    """hardware.compile=true: `genlab sample` compiles every net of the loaded model (torch.compile for
+    real: the same 8-bit images as eager, ±1 level), and `genlab eval` hands it the model it evaluates."""
+    from genlab.commands.sample import load_model, sample
+    from genlab.metrics import evaluation
+    from genlab.training import runtime
+
+    model = load_model(tiny_run, "cpu", compile_nets=True)
+    assert all(getattr(model, name)._compiled_call_impl is not None for name in ("net", "net_ema"))
+    eager = np.load(sample(str(tiny_run), 4, 0, str(tmp_path / "eager.npz"), mode="grid", steps=8, label=1))["images"]
+    compiled = np.load(sample(str(tiny_run), 4, 0, str(tmp_path / "compiled.npz"), mode="grid", steps=8, label=1,
+                              compile_nets=True))["images"]
+    assert np.abs(eager.astype(int) - compiled.astype(int)).max() <= 1
+
+    class Handed(Exception):
+        pass
+
+    def handed(model):
+        raise Handed(model)
+
+    monkeypatch.setattr(runtime, "compile_nets", handed)
+    with pytest.raises(Handed) as error:
+        evaluation.evaluate(tiny_run, {"n": 4, "batch_size": 4, "data_root": None}, ["fid"], torch.device("cpu"), True)
+    assert error.value.args[0].net_ema is not None

@@ -15,7 +15,7 @@ from genlab.config.validate import ConfigError
 from genlab.config.compose import compose_jobs
 from genlab.errors import UserError
 from genlab.images import to_uint8
-from genlab.commands.sample import load_model, render, sample, slerp
+from genlab.commands.sample import Rate, load_model, render, sample, slerp
 from genlab.commands.train import train
 
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and the machine is shared
@@ -149,6 +149,15 @@ def test_many_samples_go_to_an_npz_generated_in_batches(ckpts, capfd):
     with np.load(path) as archive:
         assert archive["images"].shape == (1500, SIZE, SIZE, 1) and archive["images"].dtype == np.uint8
         assert np.array_equal(archive["images"], to_uint8(expected).permute(0, 2, 3, 1).numpy())
+
+
+def test_the_rate_line_keeps_slow_rates_readable():
+    """A diffusion model on the CPU draws under 1 image a second: two significant digits, not "0 img/s"."""
+    slow, fast = Rate(iter([torch.zeros(16)])), Rate(iter([torch.zeros(1500)]))
+    list(slow), list(fast)
+    slow.seconds, fast.seconds = 67.2, 1.0
+    assert slow.line(None) == "generated 16 images in 67.20 s: 0.24 img/s (batches of 16)"
+    assert fast.line(400) == "generated 1,500 images in 1.00 s: 1,500 img/s (batches of 400)"
 
 
 def test_a_grid_of_more_than_1024_images_is_refused(ckpts, tmp_path):

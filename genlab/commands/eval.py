@@ -77,7 +77,7 @@ def _app(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     device = setup_device(plain["hardware"])
-    print_table(evaluate(plain["ckpt"], plain, plain["metrics"], device))
+    print_table(evaluate(plain["ckpt"], plain, plain["metrics"], device, plain["hardware"]["compile"]))
 
 
 def check(cfg: DictConfig) -> None:

@@ -84,14 +84,19 @@ def default_out(ckpt: Path, mode: str, n: int, steps: int, label: int | None, se
     return run_dir / "samples" / ("_".join(filter(None, parts)) + suffix)
 
 
-def load_model(ckpt: Path, device: str = "cpu"):
-    """The model stored in a checkpoint, on `device`, in eval mode."""
+def load_model(ckpt: Path, device: str = "cpu", compile_nets: bool = False):
+    """The model stored in a checkpoint, on `device`, in eval mode; its nets compiled with compile_nets
+    (hardware.compile)."""
     import torch
 
     from genlab.models import model_from_checkpoint
+    from genlab.training import runtime
     from genlab.training.checkpoint import load_checkpoint
 
-    return model_from_checkpoint(load_checkpoint(ckpt), torch.device(device))
+    model = model_from_checkpoint(load_checkpoint(ckpt), torch.device(device))
+    if compile_nets:
+        runtime.compile_nets(model)
+    return model
 
 
 def write(path: Path, write_file) -> None:
@@ -229,18 +234,20 @@ class Rate:
 
     def line(self, batch_size: int | None) -> str:
         rate = self.images / self.seconds if self.seconds else float("inf")
-        return (f"generated {self.images:,} images in {self.seconds:.2f} s: {rate:,.0f} img/s "
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a diffusion model on the CPU: under 1 img/s
+        return (f"generated {self.images:,} images in {self.seconds:.2f} s: {shown} img/s "
                 f"(batches of {batch_size or self.images:,})")
 
 
 def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: int, label: int | None,
            batch_size: int | None = None, latent=None, context: int | None = None, sample_steps: int | None = None,
-           device: str = "cpu") -> Path:
+           device: str = "cpu", compile_nets: bool = False) -> Path:
     """Write what `genlab sample` writes (see the module docstring); returns its path. batch_size:
     images per forward pass (None: all at once); latent: one latent to decode, a list of numbers;
     context: continue n test clips after this many frames instead (genlab/commands/prediction.py);
     sample_steps: solver steps of an iteratively decoding model (None: the checkpoint's own);
-    device: where the model runs (the latents are drawn on the CPU, so every device draws the same)."""
+    device: where the model runs (the latents are drawn on the CPU, so every device draws the same);
+    compile_nets: torch.compile the model's nets first (hardware.compile)."""
     import torch
 
     from genlab import images
@@ -264,7 +271,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 
         if mode != "grid" or label is not None or latent is not None:
             raise ConfigError("context= continues test clips, which mode=, label= and latent= do not apply to: drop them")
-        return sample_prediction(ckpt_path, set_sample_steps(load_model(ckpt_path, device), sample_steps), n, seed, out,
+        return sample_prediction(ckpt_path, set_sample_steps(load_model(ckpt_path, device, compile_nets), sample_steps), n, seed, out,
                                  context, batch_size)
     out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent, sample_steps)
     suffix = out_path.suffix.lower()
@@ -273,7 +280,7 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
     if suffix == ".png" and mode != "traverse" and n > GRID_MAX:
         raise ConfigError(f"out={out} with n={n} is not allowed: a PNG grid holds at most {GRID_MAX} images; "
                           f"write all {n} with out=<name>.npz, or pass n<={GRID_MAX}")
-    model = set_sample_steps(load_model(ckpt_path, device), sample_steps)
+    model = set_sample_steps(load_model(ckpt_path, device, compile_nets), sample_steps)
     if latent is None:
         check_sizes(model, mode, n, steps, batch_size, out_path)
     z, labels, per_row = latents(model, mode, n, steps, label, torch.Generator().manual_seed(seed), latent)
@@ -303,6 +310,7 @@ def _app(cfg: DictConfig) -> None:
     device = setup_device(OmegaConf.to_container(cfg.hardware, resolve=True))
     path = sample(cfg.ckpt, cfg.n, cfg.seed, cfg.out, mode=cfg.mode, steps=cfg.steps, label=cfg.label,
                   batch_size=cfg.batch_size, context=cfg.context, sample_steps=cfg.sample_steps, device=str(device),
+                  compile_nets=cfg.hardware.compile,
                   latent=OmegaConf.to_container(cfg.latent) if OmegaConf.is_list(cfg.latent) else cfg.latent)
     print(path)
 

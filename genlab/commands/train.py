@@ -140,18 +140,18 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         metrics.update(model.final_metrics(to_batch(data, index, device).images))
     log.info(f"done: {step} steps; checkpoint {checkpoints.last}")
     log.info(f"sample from it: genlab sample ckpt={checkpoints.last}")
-    metrics.update(_evaluate_at_end(checkpoints.last, plain["eval"], device))
+    metrics.update(_evaluate_at_end(checkpoints.last, plain["eval"], device, plain["hardware"]["compile"]))
     return {"step": step, "ckpt": checkpoints.last, "metrics": metrics}
 
 
-def _evaluate_at_end(ckpt: Path, settings: dict, device) -> dict[str, float]:
+def _evaluate_at_end(ckpt: Path, settings: dict, device, compile_nets: bool) -> dict[str, float]:
     """eval.at_end: those metrics of the final checkpoint (eval.json beside it), as eval/<name>
     final metrics (so a sweep's summary lists them beside the training scalars)."""
     if not settings["at_end"]:
         return {}
     from genlab.metrics.evaluation import evaluate
 
-    result = evaluate(ckpt, settings, settings["at_end"], device)
+    result = evaluate(ckpt, settings, settings["at_end"], device, compile_nets)
     log.info("eval: " + ", ".join(f"{name} {value:.4g}" for name, value in result["summary"].items()) + f" ({result['path']})")
     return {f"eval/{name}": value for name, value in result["summary"].items()}
 

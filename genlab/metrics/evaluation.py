@@ -194,14 +194,19 @@ def note_other_steps(previous: dict[str, dict], results: dict[str, dict], path: 
             log.warning(f"{path} keeps {name} at sample_steps {old} beside this call's figures at sample_steps {new}")
 
 
-def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device) -> dict:
+def evaluate(ckpt: str | Path, settings: dict, metrics, device: torch.device, compile_nets: bool = False) -> dict:
     """Run `metrics` ("auto" or a list) on a checkpoint; returns eval.json's content after writing it,
-    with `path` (of eval.json) and `computed` (the metrics this call ran) added."""
+    with `path` (of eval.json) and `computed` (the metrics this call ran) added. compile_nets:
+    torch.compile the model's nets first (hardware.compile; the figures do not depend on it)."""
     from genlab.training.checkpoint import load_checkpoint, resolve
 
     ckpt = resolve(ckpt)
     state = load_checkpoint(ckpt)
     run = Evaluation.from_checkpoint(state, settings, device)
+    if compile_nets:
+        from genlab.training.runtime import compile_nets as compile_model
+
+        compile_model(run.model)
     names = applicable(run.model, run.dataset) if metrics == "auto" else list(metrics)
     check_fits(names, run.model, run.dataset)
     check_sizes(names, settings, run.model.image_shape)

@@ -4,7 +4,8 @@ On CUDA, cuDNN benchmarks the convolution algorithms for each new input shape on
 fastest (torch.backends.cudnn.benchmark): every training step has the same shapes, so this costs
 a few steps and then nothing. It makes GPU runs non-deterministic; CPU runs stay exact.
 hardware.compile=true compiles each trainable net with torch.compile (in place, so checkpoints keep
-their keys); see the README's performance notes for when it pays.
+their keys), and under `genlab sample` and `genlab eval` every net of the loaded model; see the
+README's performance notes for when it pays.
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ def hardware_note(hardware: dict, layout: str, precision: str, resumed: bool = F
     if auto_precision and resumed:
         why.append("hardware.precision=auto: as the run trained")
     return f"layout {layout}, precision {precision}" + (f" ({'; '.join(why)})" if why else "")
+
+
+def compile_nets(model) -> None:
+    """hardware.compile for sampling and evaluation: torch.compile every net the model holds (its
+    weight averages too), in place; each compiles at its first call, so only the nets that decoding
+    or a metric calls cost compile time."""
+    for net in vars(model).values():
+        if isinstance(net, torch.nn.Module):
+            net.compile()
 
 
 def prepare_nets(model, hardware: dict, device: torch.device) -> str:
