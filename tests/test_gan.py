@@ -287,6 +287,7 @@ def test_noise_dim_defaults_per_model_and_the_command_line_wins():
     ("model.info_codes=-1", "model.info_codes=-1 is not allowed: expected an integer >= 0"),
     ("noise_dim=8 model.info_codes=9", "model.info_codes=9 is more than z's 8 dimensions: lower it, or raise noise_dim"),
     ("model.info_weight=0.05", "model.info_weight=0.05 needs model.info_codes > 0"),
+    ("model.info_codes=3", "model.info_codes=3 does nothing with model.info_weight=0: set model.info_weight"),
     ("model.info_codes=2 model.info_weight=nan", "model.info_weight=nan is not allowed: expected a finite number >= 0"),
     ("model.arch=infogan_cr model.d_batchnorm=true",
      "model.d_batchnorm=true is not allowed with model.arch=infogan_cr: its discriminator has spectral norm"),

@@ -196,7 +196,7 @@ class GAN(GenerativeModel):
         arch, width = model["arch"], model["width"]
         self.generator = Generator(image_shape, arch, width, self.latent_dim, classes, embed_dim).to(device)
         self.discriminator = Discriminator(image_shape, arch, width, classes, self.class_loss > 0,
-                                           model["d_batchnorm"], self.info_codes if self.info_weight else 0).to(device)
+                                           model["d_batchnorm"], self.info_codes).to(device)
         self.generator_ema = average_of(self.generator)
         self.ema_updates = 0
         self.g_optimizer = make_optimizer(self.generator.parameters(), optimizer)
@@ -229,6 +229,9 @@ class GAN(GenerativeModel):
         if cfg.model.info_weight > 0 and cfg.model.info_codes == 0:
             raise ConfigError(f"model.info_weight={cfg.model.info_weight} needs model.info_codes > 0: name how many of "
                               "z's dimensions the Q head recovers (InfoGAN-CR: 5), or set model.info_weight=0")
+        if cfg.model.info_codes > 0 and cfg.model.info_weight == 0:
+            raise ConfigError(f"model.info_codes={cfg.model.info_codes} does nothing with model.info_weight=0: set "
+                              "model.info_weight (InfoGAN-CR: 0.05), or model.info_codes=0")
         require(cfg, "trainer.batch_size", "int", low=2)  # the generator's batch is drawn in pairs
         require_decay(cfg)
         if cfg.hardware.precision == "fp16" and cfg.model.r1_gamma > 0:
