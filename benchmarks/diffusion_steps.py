@@ -8,7 +8,7 @@ or fid, the domain classifier's) on `--n` generated images against the first n t
 prints one row: sample_steps, NFE, the FID and its noise floor (real images only: the same in every
 row), ms per generated image (the decode's wall time over the n images, in eval batches; the
 first row also carries the process's warm-up, which a large n amortizes) and the device. Every K is checked before the first is measured. Further arguments are `genlab eval`
-overrides (hardware=cpu, batch_size=…, cache_dir=…, classifier.steps=…). Like `genlab eval`, each
+overrides (hardware=cpu, hardware.compile=true, batch_size=…, cache_dir=…, classifier.steps=…). Like `genlab eval`, each
 row writes eval.json beside the checkpoint, which ends holding the last row's figure, marked with its
 sample_steps; `--out` also writes the table.
 
@@ -48,7 +48,7 @@ def measure(rows: list[dict]) -> tuple[dict, list[dict]]:
     from genlab.training.runtime import setup_device
 
     device = setup_device(rows[0]["hardware"])
-    results = [evaluate(row["ckpt"], row, row["metrics"], device) for row in rows]
+    results = [evaluate(row["ckpt"], row, row["metrics"], device, row["hardware"]["compile"]) for row in rows]
     return results[-1], [result["metrics"][row["metrics"][0]] for row, result in zip(rows, results)]
 
 

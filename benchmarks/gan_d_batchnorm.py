@@ -44,8 +44,12 @@ def scores(discriminator, real, fake, mode: str) -> tuple[torch.Tensor, torch.Te
 @torch.no_grad()
 def activation_norms(discriminator, x: torch.Tensor) -> list[float]:
     """Mean L2 norm per image of D's activations after each of its LeakyReLUs, in forward order (training mode)."""
-    norms, hooks = [], [m.register_forward_hook(lambda _m, _i, out: norms.append(out.flatten(1).norm(dim=1).mean().item()))
-                        for m in discriminator.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    norms = []
+
+    def record(_module, _inputs, out: torch.Tensor) -> None:
+        norms.append(out.flatten(1).norm(dim=1).mean().item())
+
+    hooks = [m.register_forward_hook(record) for m in discriminator.modules() if isinstance(m, torch.nn.LeakyReLU)]
     discriminator.train()
     discriminator(x)
     for hook in hooks:

@@ -271,8 +271,8 @@ def sample(ckpt: str, n: int, seed: int, out: str | None, *, mode: str, steps: i
 
         if mode != "grid" or label is not None or latent is not None:
             raise ConfigError("context= continues test clips, which mode=, label= and latent= do not apply to: drop them")
-        return sample_prediction(ckpt_path, set_sample_steps(load_model(ckpt_path, device, compile_nets), sample_steps), n, seed, out,
-                                 context, batch_size)
+        model = set_sample_steps(load_model(ckpt_path, device, compile_nets), sample_steps)
+        return sample_prediction(ckpt_path, model, n, seed, out, context, batch_size)
     out_path = Path(out) if out else default_out(ckpt_path, mode, n, steps, label, seed, latent, sample_steps)
     suffix = out_path.suffix.lower()
     if suffix not in FORMATS:

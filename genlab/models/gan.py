@@ -148,7 +148,8 @@ class Discriminator(nn.Module):
             nn.init.normal_(self.project.weight, 0.0, 0.02)
         self.classifier = nn.Linear(self.net.flat_features, num_classes) if num_classes and classify else None
         features = self.net.flat_features
-        self.q = nn.Sequential(nn.Linear(features, features), nn.LeakyReLU(0.2), nn.Linear(features, codes)) if codes else None
+        self.q = (nn.Sequential(nn.Linear(features, features), nn.LeakyReLU(0.2), nn.Linear(features, codes))
+                  if codes else None)
         if getattr(self.net, "spectral_norm", False):  # the pair's own layers are normalised: these too
             for module in (self.project, self.classifier, *(self.q or [])):
                 if isinstance(module, (nn.Embedding, nn.Linear)):
@@ -268,7 +269,7 @@ class GAN(GenerativeModel):
         return self._from_normal(batch.noise((batch.images.shape[0], self.latent_dim)))
 
     def _info_loss(self, codes: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
-        """InfoGAN's L_I: mean over the batch of Σ_k ½(q_k − z_k)² over the first info_codes entries of z; 0 without a Q head."""
+        """InfoGAN's L_I: the batch mean of Σ_k ½(q_k − z_k)² over z's first info_codes entries; 0 without a Q head."""
         if codes is None:
             return torch.zeros((), device=self.device)
         return 0.5 * (codes.float() - z[:, : self.info_codes]).pow(2).sum(1).mean()
